@@ -1,0 +1,3 @@
+module pressroom.dev/infra
+
+go 1.26

@@ -1,0 +1,3 @@
+module pressroom.dev/proto
+
+go 1.26

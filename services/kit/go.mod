@@ -1,0 +1,3 @@
+module pressroom.dev/kit
+
+go 1.26

@@ -1,0 +1,13 @@
+module pressroom.dev/services/media
+
+go 1.26
+
+require (
+	pressroom.dev/kit v0.0.0
+	pressroom.dev/proto v0.0.0
+)
+
+replace (
+	pressroom.dev/kit => ../kit
+	pressroom.dev/proto => ../../proto
+)

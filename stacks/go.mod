@@ -1,0 +1,3 @@
+module pressroom.dev/stacks
+
+go 1.26

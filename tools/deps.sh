@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs the system packages the tests and `make dev` use. On Debian/Ubuntu
+# it runs apt-get for whatever is missing; elsewhere it names what to install.
+set -euo pipefail
+
+# command-to-check  debian-package
+need=(
+  "initdb:postgresql"
+  "redis-server:redis-server"
+  "etcd:etcd-server"
+  "chromium:chromium"
+  "openssl:openssl"
+  "jq:jq"
+  "curl:curl"
+)
+
+have() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  # Debian keeps the PostgreSQL server binaries off PATH.
+  [ "$1" = initdb ] && compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
+}
+
+missing=()
+for pair in "${need[@]}"; do
+  have "${pair%%:*}" || missing+=("${pair#*:}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if command -v apt-get >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "deps: installing ${missing[*]} with apt-get"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The Debian packages start daemons we do not want; tests start their own on free ports.
+  for svc in redis-server etcd; do
+    $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || $sudo service "$svc" stop >/dev/null 2>&1 || true
+  done
+  exit 0
+fi
+
+echo "deps: missing packages: ${missing[*]}" >&2
+echo "deps: install them with your system's package manager (Debian names shown) and re-run." >&2
+exit 1

@@ -1,0 +1,3 @@
+module pressroom.dev/tools
+
+go 1.26

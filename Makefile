@@ -52,4 +52,4 @@ manifests: ## render every Kubernetes object of STACK to YAML under .artifacts/m
 	@tools/pulumi.sh manifests -s $(STACK)
 
 rollback: ## bring STACK back to what update TO deployed: make rollback STACK=prod TO=12
-	@tools/pulumi.sh rollback -s $(STACK) --to $(TO)
+	@tools/pulumi.sh rollback -s $(STACK) --to $(TO) $(if $(YES),--yes)

@@ -1,0 +1,69 @@
+package offline
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"pressroom.dev/tools/localkube"
+	"pressroom.dev/tools/toolchain"
+)
+
+const digest = "registry.example.com/pressroom/%s@sha256:%064d"
+
+func img(svc string, n int) string { return fmt.Sprintf(digest, svc, n) }
+
+// TestFixtureProgram runs the whole scenario on testdata/program, a small
+// program with the real program's config shape. It proves the toolchain,
+// localkube, tools/pulumi.sh (rollback, manifests) and the harness on their
+// own, independent of infra/.
+func TestFixtureProgram(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the real Pulumi engine")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Minute)
+	defer cancel()
+	tools, err := toolchain.EnsurePulumi(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := localkube.Start(ctx, localkube.Options{Log: testLog{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	kubeconfig, err := os.ReadFile(c.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	program, err := filepath.Abs("testdata/program")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fixture is its own module, outside go.work.
+	p, err := NewProject(t.TempDir(), "pressroom", program, tools, "GOWORK=off", "GOFLAGS=-mod=readonly -buildvcs=false")
+	if err != nil {
+		t.Fatal(err)
+	}
+	Scenario{
+		Stack:      "ci",
+		Config:     map[string]string{"pressroom:cluster.mode": "existing"},
+		Secrets:    map[string]string{"pressroom:kubeconfig": string(kubeconfig)},
+		ImagesKey:  "pressroom:images",
+		Images:     map[string]string{"web": img("web", 1), "auth": img("auth", 1)},
+		Change:     "web",
+		NewImage:   img("web", 2),
+		Namespace:  "fixture",
+		WantCounts: map[string]int{"Namespace": 1, "Secret": 1, "Deployment": 2},
+	}.Run(ctx, t, c, p)
+}
+
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(string(p))
+	return len(p), nil
+}

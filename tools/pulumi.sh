@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# pulumi for this repo: uses an installed pulumi + plugins, or the offline
+# toolchain built from the Go module proxy (tools/toolchain/pulumi-toolchain.sh).
+#
+#   tools/pulumi.sh <any pulumi arguments>          e.g. preview --diff -s staging
+#   tools/pulumi.sh manifests -s STACK [--out DIR]  every Kubernetes object as YAML
+#   tools/pulumi.sh rollback  -s STACK --to N [--yes]
+#
+# Project directory: the repo root, or $PRESSROOM_PROJECT_DIR (a directory with
+# a Pulumi.yaml, e.g. a throw-away project whose main: points at infra/).
+# Backend: $PULUMI_BACKEND_URL, else the one you logged in to with a normal
+# pulumi installation, else file://$HOME/.local/state/pressroom/pulumi.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+project_dir="${PRESSROOM_PROJECT_DIR:-$repo}"
+
+die() { echo "pulumi.sh: $*" >&2; exit 1; }
+
+env_out=$("$repo/tools/toolchain/pulumi-toolchain.sh") || die "the Pulumi toolchain is not available (see the messages above)"
+eval "$env_out"
+export PULUMI_HOME PULUMI_SKIP_UPDATE_CHECK PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION
+export PATH="$PULUMI_BIN:$PATH"
+command -v jq >/dev/null || die "jq is not installed; run 'make deps'"
+
+if [ -z "${PULUMI_BACKEND_URL:-}" ]; then
+  # The private PULUMI_HOME has no login: reuse the operator's normal one.
+  creds="$HOME/.pulumi/credentials.json"
+  current=""
+  [ -f "$creds" ] && current=$(jq -r '.current // empty' "$creds")
+  if [ -n "$current" ]; then
+    export PULUMI_BACKEND_URL="$current"
+    token=$(jq -r --arg c "$current" '.accessTokens[$c] // empty' "$creds")
+    [ -n "$token" ] && [ -z "${PULUMI_ACCESS_TOKEN:-}" ] && export PULUMI_ACCESS_TOKEN="$token"
+  else
+    state="$HOME/.local/state/pressroom/pulumi"
+    mkdir -p "$state"
+    export PULUMI_BACKEND_URL="file://$state"
+  fi
+fi
+
+pulumi_() { (cd "$project_dir" && pulumi "$@"); }
+
+# parse_stack ARGS...: sets $stack and leaves the other args in $rest.
+parse_common() {
+  stack="" to="" out="" yes=""
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      -s|--stack) [ $# -ge 2 ] || die "$1 needs a stack name"; stack="$2"; shift 2 ;;
+      --stack=*) stack="${1#*=}"; shift ;;
+      --to) [ $# -ge 2 ] || die "--to needs an update number (see: tools/pulumi.sh stack history -s STACK)"; to="$2"; shift 2 ;;
+      --to=*) to="${1#*=}"; shift ;;
+      --out) [ $# -ge 2 ] || die "--out needs a directory"; out="$2"; shift 2 ;;
+      --out=*) out="${1#*=}"; shift ;;
+      -y|--yes) yes=--yes; shift ;;
+      *) die "unknown argument '$1'" ;;
+    esac
+  done
+  [ -n "$stack" ] || die "name the stack: -s STACK (make ... STACK=name)"
+}
+
+# manifests: render every Kubernetes object of STACK to YAML without touching
+# the stack: a throw-away stack in a temp backend gets STACK's config with
+# cluster.mode=render, and `pulumi up` writes the files (renderYamlToDirectory).
+manifests() {
+  parse_common "$@"
+  out="${out:-$repo/.artifacts/manifests/$stack}"
+  mkdir -p "$out"
+  out="$(cd "$out" && pwd)"
+  local cfg tmp
+  cfg=$(pulumi_ config -s "$stack" --json --show-secrets) || die "cannot read the config of stack '$stack'"
+  tmp=$(mktemp -d)
+  # shellcheck disable=SC2064
+  trap "rm -rf '$tmp'" EXIT
+  mkdir -p "$tmp/project" "$tmp/state"
+  jq -Rr --arg main "$repo/infra" 'if test("^main:") then "main: " + $main else . end' \
+    "$project_dir/Pulumi.yaml" > "$tmp/project/Pulumi.yaml"
+  rm -rf "$out"/* 2>/dev/null || true
+  (
+    cd "$tmp/project"
+    export PULUMI_BACKEND_URL="file://$tmp/state" PULUMI_CONFIG_PASSPHRASE="render-only-throwaway"
+    unset PULUMI_ACCESS_TOKEN PULUMI_CONFIG_PASSPHRASE_FILE
+    pulumi stack init "render" --secrets-provider=passphrase >/dev/null
+    pulumi config set-all -s render --json "$cfg"
+    pulumi config set -s render --path pressroom:cluster.mode render
+    pulumi config set -s render --path pressroom:cluster.renderDir "$out"
+    pulumi up -s render --yes --skip-preview --suppress-outputs >&2
+  ) || die "rendering stack '$stack' failed (see above)"
+  local n
+  n=$(find "$out" -name '*.yaml' | wc -l)
+  [ "$n" -gt 0 ] || die "rendering stack '$stack' wrote no manifest into $out"
+  echo "pulumi.sh: wrote $n manifest files to $out" >&2
+}
+
+# rollback: Pulumi has no rollback command (state records what exists, not
+# what you asked for), so we re-deploy the inputs of an earlier update: its
+# config, which holds the image references, read from `pulumi stack history`.
+rollback() {
+  parse_common "$@"
+  [[ "$to" =~ ^[0-9]+$ ]] || die "--to must be an update number from 'pulumi stack history -s $stack' (got '${to}')"
+  local hist entry cfg cur key
+  hist=$(pulumi_ stack history -s "$stack" --json --show-secrets) || die "cannot read the history of stack '$stack'"
+  entry=$(jq -c --argjson n "$to" 'map(select(.version == $n)) | first // empty' <<<"$hist")
+  [ -n "$entry" ] || die "stack '$stack' has no update $to; its updates are: $(jq -r 'map(.version|tostring) | join(" ")' <<<"$hist")"
+  [ "$(jq -r .kind <<<"$entry")" = update ] || die "update $to is a '$(jq -r .kind <<<"$entry")', not an 'update'; pick an update to roll back to"
+  [ "$(jq -r .result <<<"$entry")" = succeeded ] || die "update $to did not succeed (result: $(jq -r .result <<<"$entry")); pick one that did"
+  cfg=$(jq -c '.config' <<<"$entry")
+  jq -e 'all(.[]; .value != "[unknown]")' <<<"$cfg" >/dev/null \
+    || die "cannot decrypt the secrets of update $to (set PULUMI_CONFIG_PASSPHRASE or log in to its secrets provider)"
+  # Keys added after update N are removed so the config is exactly N's.
+  cur=$(pulumi_ config -s "$stack" --json)
+  while read -r key; do
+    [ -n "$key" ] || continue
+    pulumi_ config rm -s "$stack" "$key"
+  done < <(jq -r --argjson old "$cfg" 'keys[] | select($old[.] == null)' <<<"$cur")
+  # Plain values in one go; secrets through stdin so they never show in ps.
+  pulumi_ config set-all -s "$stack" --json "$(jq -c 'with_entries(select(.value.secret | not))' <<<"$cfg")"
+  while read -r key; do
+    jq -j --arg k "$key" '.[$k].value' <<<"$cfg" | pulumi_ config set -s "$stack" --secret "$key" >/dev/null
+  done < <(jq -r 'to_entries[] | select(.value.secret and (.value.objectValue == null)) | .key' <<<"$cfg")
+  pulumi_ config set-all -s "$stack" --json "$(jq -c 'with_entries(select(.value.secret and .value.objectValue != null))' <<<"$cfg")"
+  echo "pulumi.sh: stack '$stack' config restored to update $to; deploying it" >&2
+  pulumi_ up -s "$stack" ${yes} --message "rollback to update $to"
+}
+
+case "${1:-}" in
+  manifests) shift; manifests "$@" ;;
+  rollback) shift; rollback "$@" ;;
+  "") die "usage: tools/pulumi.sh <pulumi args> | manifests -s STACK [--out DIR] | rollback -s STACK --to N [--yes]" ;;
+  *) pulumi_ "$@" ;;
+esac

@@ -2,6 +2,8 @@ module pressroom.dev/infra
 
 go 1.26
 
+require pressroom.dev/stacks v0.0.0
+
 require (
 	github.com/aead/chacha20 v0.0.0-20180709150244-8b13a72661da // indirect
 	github.com/atotto/clipboard v0.1.4 // indirect
@@ -46,6 +48,7 @@ require (
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/pkg/term v1.1.0 // indirect
 	github.com/pulumi/appdash v0.0.0-20231130102222-75f619a67231 // indirect
+	github.com/pulumi/pulumi-cloudflare/sdk/v5 v5.49.1 // indirect
 	github.com/pulumi/pulumi-digitalocean/sdk/v4 v4.45.0 // indirect
 	github.com/pulumi/pulumi-docker/sdk/v4 v4.11.0 // indirect
 	github.com/pulumi/pulumi-kubernetes/sdk/v4 v4.24.0 // indirect
@@ -84,3 +87,5 @@ require (
 	google.golang.org/protobuf v1.36.11 // indirect
 	lukechampine.com/frand v1.4.2 // indirect
 )
+
+replace pressroom.dev/stacks => ../stacks

@@ -1,0 +1,491 @@
+package notify
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"pressroom.dev/kit/natskit"
+	"pressroom.dev/kit/pg"
+	"pressroom.dev/kit/testkit"
+	eventsv1 "pressroom.dev/proto/gen/events/v1"
+)
+
+func TestMain(m *testing.M) { os.Exit(testkit.Main(m)) }
+
+const (
+	testKey       = "re_test_key"
+	testRecipient = "editors@example.com"
+	testFrom      = "pressroom <news@example.com>"
+)
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// fakeResend records every request like Resend's POST /emails would see it.
+type fakeResend struct {
+	*httptest.Server
+	mu       sync.Mutex
+	requests []resendRequest
+	byKey    map[string]int // successful (2xx) responses per Idempotency-Key
+	failNext int            // answer this many requests with failStatus first
+	failWith int
+	delay    time.Duration
+}
+
+type resendRequest struct {
+	Key, Auth string
+	From      string   `json:"from"`
+	To        []string `json:"to"`
+	Subject   string   `json:"subject"`
+	Text      string   `json:"text"`
+	HTML      string   `json:"html"`
+}
+
+func newFakeResend(t *testing.T) *fakeResend {
+	f := &fakeResend{byKey: map[string]int{}, failWith: http.StatusServiceUnavailable}
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/emails" {
+			http.Error(w, "not found", http.StatusNotFound)
+			return
+		}
+		var rr resendRequest
+		if err := json.NewDecoder(r.Body).Decode(&rr); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		rr.Key, rr.Auth = r.Header.Get("Idempotency-Key"), r.Header.Get("Authorization")
+		if f.delay > 0 {
+			time.Sleep(f.delay)
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.requests = append(f.requests, rr)
+		if f.failNext > 0 {
+			f.failNext--
+			http.Error(w, `{"message":"try later"}`, f.failWith)
+			return
+		}
+		f.byKey[rr.Key]++
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"id":"email-%s"}`, rr.Key)
+	}))
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (f *fakeResend) sent() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[string]int, len(f.byKey))
+	for k, v := range f.byKey {
+		out[k] = v
+	}
+	return out
+}
+
+func (f *fakeResend) requestCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.requests)
+}
+
+type env struct {
+	dsn  string
+	pool *pgxpool.Pool
+	nats *testkit.NATSServer
+	js   jetstream.JetStream
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ctx := context.Background()
+	dsn := testkit.Postgres(t)
+	pool := openPool(t, dsn)
+	if err := pg.Migrate(ctx, pool, Migrations); err != nil {
+		t.Fatal(err)
+	}
+	ns := testkit.StartNATS(t)
+	js, err := jetstream.New(connect(t, ns.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, StreamConfig()); err != nil {
+		t.Fatal(err)
+	}
+	return &env{dsn: dsn, pool: pool, nats: ns, js: js}
+}
+
+func openPool(t *testing.T, dsn string) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pg.Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+func connect(t *testing.T, url string) *nats.Conn {
+	t.Helper()
+	nc, err := natskit.Connect(url, t.Name(), quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// testOptions are fast timings so retries happen within a test.
+func testOptions() Options {
+	return Options{Recipient: testRecipient, From: testFrom, AckWait: 2 * time.Second, MaxDeliver: 3,
+		NakBackoff: 100 * time.Millisecond, ClaimTime: 2 * time.Second, RetryDelay: 200 * time.Millisecond,
+		RetryScan: 100 * time.Millisecond, SendRetries: 5, Logger: quietLog()}
+}
+
+// running is a notifier started by start; stop cancels it abruptly.
+type running struct {
+	n    *Notifier
+	stop func()
+}
+
+func (e *env) start(t *testing.T, sender Sender, o Options) *running {
+	t.Helper()
+	pool := openPool(t, e.dsn)
+	nc := connect(t, e.nats.URL)
+	n, err := New(pool, nc, sender, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = n.Run(ctx) }()
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); nc.Close(); <-done; pool.Close() }) }
+	t.Cleanup(stop)
+	return &running{n: n, stop: stop}
+}
+
+func resend(f *fakeResend) *Resend {
+	return &Resend{BaseURL: f.URL, APIKey: testKey, Client: f.Client()}
+}
+
+// event builds a valid articles.published event.
+func event(i int) *eventsv1.ArticleEvent {
+	slug := fmt.Sprintf("article-%d", i)
+	return &eventsv1.ArticleEvent{SchemaVersion: 1, EventId: uuid.NewString(), Type: SubjectPublished,
+		OccurredAt: timestamppb.Now(), ArticleId: uuid.NewString(), Slug: slug, Title: fmt.Sprintf("Article %d", i),
+		AuthorId: "u-1", AuthorName: "Ada Author", Url: "https://example.com/articles/" + slug}
+}
+
+// publish sends ev with Nats-Msg-Id msgID (defaults to the event id).
+func (e *env) publish(t *testing.T, ev *eventsv1.ArticleEvent, msgID string) {
+	t.Helper()
+	data, err := protojson.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.publishRaw(t, SubjectPublished, data, msgID)
+}
+
+func (e *env) publishRaw(t *testing.T, subject string, data []byte, msgID string) {
+	t.Helper()
+	if _, err := e.js.Publish(context.Background(), subject, data, jetstream.WithMsgID(msgID)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *env) count(t *testing.T, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := e.pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestEachEventSendsOneEmailEvenWhenRedelivered(t *testing.T) {
+	e := newEnv(t)
+	f := newFakeResend(t)
+	e.start(t, resend(f), testOptions())
+	var evs []*eventsv1.ArticleEvent
+	for i := range 20 {
+		ev := event(i)
+		evs = append(evs, ev)
+		e.publish(t, ev, ev.EventId)
+	}
+	// The same events again under new message ids, as a redelivery or a
+	// re-publish after the duplicate window would look.
+	for _, ev := range evs[:5] {
+		e.publish(t, ev, uuid.NewString())
+	}
+	waitFor(t, 30*time.Second, "20 notifications sent", func() bool {
+		return e.count(t, `SELECT count(*) FROM notifications WHERE status = 'sent'`) == 20
+	})
+	time.Sleep(500 * time.Millisecond) // give any duplicate a chance to show up
+	sent := f.sent()
+	if len(sent) != 20 || f.requestCount() != 20 {
+		t.Fatalf("fake Resend got %d requests for %d events, want 20 for 20", f.requestCount(), len(sent))
+	}
+	for _, ev := range evs {
+		if sent[ev.EventId] != 1 {
+			t.Errorf("event %s e-mailed %d times", ev.EventId, sent[ev.EventId])
+		}
+	}
+	f.mu.Lock()
+	r := f.requests[0]
+	f.mu.Unlock()
+	if r.Auth != "Bearer "+testKey || r.From != testFrom || len(r.To) != 1 || r.To[0] != testRecipient ||
+		!strings.HasPrefix(r.Subject, "New article: Article ") || !strings.Contains(r.Text, "https://example.com/articles/article-") ||
+		!strings.Contains(r.HTML, `href="https://example.com/articles/article-`) {
+		t.Fatalf("unexpected e-mail request: %+v", r)
+	}
+	if n := e.count(t, `SELECT count(*) FROM notifications WHERE channel = 'resend' AND provider_id LIKE 'email-%'`); n != 20 {
+		t.Fatalf("%d rows carry the provider id, want 20", n)
+	}
+}
+
+func TestFailedEmailIsRetried(t *testing.T) {
+	e := newEnv(t)
+	f := newFakeResend(t)
+	f.failNext = 3
+	e.start(t, resend(f), testOptions())
+	ev := event(1)
+	e.publish(t, ev, ev.EventId)
+	waitFor(t, 30*time.Second, "the notification sent after failures", func() bool {
+		return e.count(t, `SELECT count(*) FROM notifications WHERE status = 'sent'`) == 1
+	})
+	if got := f.sent()[ev.EventId]; got != 1 {
+		t.Fatalf("delivered %d times, want 1", got)
+	}
+	if n := e.count(t, `SELECT attempts FROM notifications`); n != 4 {
+		t.Fatalf("attempts = %d, want 4 (3 failures + 1 success)", n)
+	}
+}
+
+func TestRejectedEmailIsNotRetried(t *testing.T) {
+	e := newEnv(t)
+	f := newFakeResend(t)
+	f.failNext, f.failWith = 100, http.StatusUnprocessableEntity
+	e.start(t, resend(f), testOptions())
+	ev := event(1)
+	e.publish(t, ev, ev.EventId)
+	waitFor(t, 30*time.Second, "the notification marked failed", func() bool {
+		return e.count(t, `SELECT count(*) FROM notifications WHERE status = 'failed' AND last_error LIKE '%422%'`) == 1
+	})
+	time.Sleep(time.Second) // several retry scans
+	if n := f.requestCount(); n != 1 {
+		t.Fatalf("a rejected e-mail was tried %d times, want 1", n)
+	}
+}
+
+func TestPoisonMessagesAreDeadLettered(t *testing.T) {
+	e := newEnv(t)
+	f := newFakeResend(t)
+	r := e.start(t, resend(f), testOptions())
+	e.publishRaw(t, SubjectPublished, []byte("{not json"), "poison-1")
+	bad := event(1)
+	bad.SchemaVersion = 99
+	e.publish(t, bad, bad.EventId)
+	good := event(2)
+	e.publish(t, good, good.EventId)
+	waitFor(t, 30*time.Second, "the good event sent", func() bool { return f.sent()[good.EventId] == 1 })
+	waitFor(t, 10*time.Second, "2 dead letters", func() bool { return e.count(t, `SELECT count(*) FROM dead_letters`) == 2 })
+	if n := e.count(t, `SELECT count(*) FROM dead_letters WHERE msg_id = 'poison-1' AND error LIKE '%not an events.v1.ArticleEvent%'`); n != 1 {
+		t.Fatal("the undecodable message was not recorded with its reason")
+	}
+	if n := e.count(t, `SELECT count(*) FROM dead_letters WHERE error LIKE '%schema_version 99%'`); n != 1 {
+		t.Fatal("the wrong-version event was not recorded with its reason")
+	}
+	time.Sleep(3 * time.Second) // past AckWait: a poison message must not come back
+	cons, err := r.n.js.Consumer(context.Background(), StreamName, DurableName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumAckPending != 0 || info.NumRedelivered != 0 || info.NumPending != 0 {
+		t.Fatalf("consumer state pending=%d ack_pending=%d redelivered=%d, want all 0", info.NumPending, info.NumAckPending, info.NumRedelivered)
+	}
+	if n := e.count(t, `SELECT count(*) FROM dead_letters`); n != 2 {
+		t.Fatalf("%d dead letters after waiting, want 2", n)
+	}
+	if f.requestCount() != 1 {
+		t.Fatalf("poison messages caused e-mails: %d requests", f.requestCount())
+	}
+}
+
+// TestUnrecordableEventIsRedeliveredThenDeadLettered: an event the database
+// keeps refusing is retried MaxDeliver times, then given up and recorded,
+// without holding back the events around it.
+func TestUnrecordableEventIsRedeliveredThenDeadLettered(t *testing.T) {
+	e := newEnv(t)
+	f := newFakeResend(t)
+	_, err := e.pool.Exec(context.Background(), `
+		CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN IF NEW.title = 'refused' THEN RAISE EXCEPTION 'refused by test'; END IF; RETURN NEW; END $$;
+		CREATE TRIGGER refuse BEFORE INSERT ON notifications FOR EACH ROW EXECUTE FUNCTION refuse();`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.start(t, resend(f), testOptions())
+	bad := event(0)
+	bad.Title = "refused"
+	e.publish(t, bad, bad.EventId)
+	var good []*eventsv1.ArticleEvent
+	for i := 1; i <= 5; i++ {
+		ev := event(i)
+		good = append(good, ev)
+		e.publish(t, ev, ev.EventId)
+	}
+	waitFor(t, 30*time.Second, "the other events sent", func() bool { return len(f.sent()) == 5 })
+	waitFor(t, 30*time.Second, "the refused event dead-lettered", func() bool {
+		return e.count(t, `SELECT count(*) FROM dead_letters WHERE error LIKE 'gave up after 3 deliveries%refused by test%' AND deliveries = 3`) == 1
+	})
+}
+
+// TestConsumerKilledMidBatchAndRestarted: the first consumer is stopped
+// abruptly (its NATS connection closed, its pulled messages unacked) while
+// e-mails are going out; a second one takes over. Every event is e-mailed,
+// and no request reaches Resend twice for the same event.
+func TestConsumerKilledMidBatchAndRestarted(t *testing.T) {
+	e := newEnv(t)
+	f := newFakeResend(t)
+	f.delay = 5 * time.Millisecond
+	o := testOptions()
+	o.BatchSize = 50
+	var evs []*eventsv1.ArticleEvent
+	for i := range 300 {
+		ev := event(i)
+		evs = append(evs, ev)
+		e.publish(t, ev, ev.EventId)
+	}
+	first := e.start(t, resend(f), o)
+	waitFor(t, 30*time.Second, "the first consumer to be mid-way", func() bool { return f.requestCount() >= 60 })
+	first.stop()
+	killedAt := f.requestCount()
+	if killedAt >= len(evs) {
+		t.Fatalf("the first consumer finished all %d events before being killed", killedAt)
+	}
+	e.start(t, resend(f), o)
+	waitFor(t, 60*time.Second, "all 300 notifications sent", func() bool {
+		return e.count(t, `SELECT count(*) FROM notifications WHERE status = 'sent'`) == len(evs)
+	})
+	time.Sleep(3 * time.Second) // past AckWait and ClaimTime: late duplicates would show now
+	sent := f.sent()
+	for _, ev := range evs {
+		if sent[ev.EventId] != 1 {
+			t.Errorf("event %s e-mailed %d times", ev.EventId, sent[ev.EventId])
+		}
+	}
+	if n := f.requestCount(); n != len(evs) {
+		t.Fatalf("Resend got %d requests for %d events (killed after %d)", n, len(evs), killedAt)
+	}
+	t.Logf("first consumer sent %d e-mails before it was killed", killedAt)
+}
+
+// TestClaimedButUnsentNotificationIsSentLater: a row recorded by a process
+// that died before sending (status pending, claim expired) is sent by the
+// retry scan of another.
+func TestClaimedButUnsentNotificationIsSentLater(t *testing.T) {
+	e := newEnv(t)
+	f := newFakeResend(t)
+	st := &store{pool: e.pool}
+	n := &notification{EventID: uuid.NewString(), EventType: SubjectPublished, ArticleID: "a1", Slug: "s", Title: "Orphan",
+		AuthorName: "Ada", URL: "https://example.com/articles/s", Recipient: testRecipient, OccurredAt: time.Now()}
+	fresh, err := st.record(context.Background(), []*notification{n}, 500*time.Millisecond)
+	if err != nil || !fresh[n.EventID] {
+		t.Fatalf("record: %v %v", fresh, err)
+	}
+	again, err := st.record(context.Background(), []*notification{n}, time.Second)
+	if err != nil || len(again) != 0 {
+		t.Fatalf("recording the same event twice claimed it again: %v %v", again, err)
+	}
+	e.start(t, resend(f), testOptions())
+	waitFor(t, 20*time.Second, "the orphan sent", func() bool { return f.sent()[n.EventID] == 1 })
+}
+
+func TestLogSenderWritesTheEmail(t *testing.T) {
+	e := newEnv(t)
+	var buf syncBuffer
+	e.start(t, LogSender{Log: slog.New(slog.NewJSONHandler(&buf, nil))}, testOptions())
+	ev := event(7)
+	e.publish(t, ev, ev.EventId)
+	waitFor(t, 20*time.Second, "the notification logged", func() bool {
+		return e.count(t, `SELECT count(*) FROM notifications WHERE status = 'sent' AND channel = 'log'`) == 1
+	})
+	if out := buf.String(); !strings.Contains(out, "Article 7") || !strings.Contains(out, ev.Url) || !strings.Contains(out, testRecipient) {
+		t.Fatalf("log does not show the e-mail: %s", out)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestOptionsNameWhatIsMissing(t *testing.T) {
+	_, err := New(nil, nil, LogSender{}, Options{})
+	if err == nil || !strings.Contains(err.Error(), "NOTIFY_EMAIL") || !strings.Contains(err.Error(), "EMAIL_FROM") {
+		t.Fatalf("got %v, want both settings named", err)
+	}
+}
+
+func TestResendClassifiesFailures(t *testing.T) {
+	for _, c := range []struct {
+		status    int
+		permanent bool
+	}{{500, false}, {503, false}, {429, false}, {422, true}, {401, true}} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, `{"message":"nope"}`, c.status)
+		}))
+		_, err := (&Resend{BaseURL: srv.URL, APIKey: "k"}).Send(context.Background(), Email{IdempotencyKey: "x", To: []string{"a@example.com"}})
+		srv.Close()
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprint(c.status)) {
+			t.Fatalf("HTTP %d: got %v, want an error naming the status", c.status, err)
+		}
+		if got := isPermanent(err); got != c.permanent {
+			t.Errorf("HTTP %d: permanent = %v, want %v", c.status, got, c.permanent)
+		}
+	}
+}

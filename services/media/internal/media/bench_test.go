@@ -1,0 +1,122 @@
+package media
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// benchImage is a ~200 KB PNG (224x224 RGBA, stored uncompressed).
+func benchImage(b testing.TB) []byte { return pngBytes(b, 224, 224, 2024) }
+
+// serveSetup uploads the image to the media service and puts the same
+// file behind Go's http.FileServer; it returns both URLs.
+func serveSetup(b *testing.B) (mediaURL, fsURL string, size int) {
+	e := newEnv(b, 10<<20)
+	img := benchImage(b)
+	it := e.mustUpload(e.tok("bench", "author"), "bench.png", img)
+	dir := b.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, it.Name), img, 0o640); err != nil {
+		b.Fatal(err)
+	}
+	fs := httptest.NewServer(http.FileServer(http.Dir(dir)))
+	b.Cleanup(fs.Close)
+	return e.base + it.URL, fs.URL + "/" + it.Name, len(img)
+}
+
+func fetch(b *testing.B, c *http.Client, url string, size int) {
+	resp, err := c.Get(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || n != int64(size) {
+		b.Fatalf("GET %s: %d, %d bytes, %v", url, resp.StatusCode, n, err)
+	}
+}
+
+// BenchmarkServe: GET of a 200 KB image from the media service (kit server,
+// middleware, name check, headers) and from http.FileServer, same file,
+// same run. Target: media ≥ 0.8× the FileServer's throughput (see
+// BenchmarkServeRatio).
+func BenchmarkServe(b *testing.B) {
+	mediaURL, fsURL, size := serveSetup(b)
+	for _, c := range []struct{ name, url string }{{"media", mediaURL}, {"fileserver", fsURL}} {
+		b.Run(c.name, func(b *testing.B) {
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+			defer client.CloseIdleConnections()
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					fetch(b, client, c.url, size)
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkServeRatio interleaves both servers in batches so machine noise
+// hits them alike, and reports media's throughput relative to FileServer's
+// ("x-fileserver"; target ≥ 0.8).
+func BenchmarkServeRatio(b *testing.B) {
+	mediaURL, fsURL, size := serveSetup(b)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
+	defer client.CloseIdleConnections()
+	fetch(b, client, mediaURL, size) // warm both (caches, connections)
+	fetch(b, client, fsURL, size)
+	var tMedia, tFS time.Duration
+	b.SetBytes(int64(size))
+	b.ResetTimer()
+	for i := 0; i < b.N; {
+		batch := min(50, b.N-i)
+		start := time.Now()
+		for range batch {
+			fetch(b, client, mediaURL, size)
+		}
+		tMedia += time.Since(start)
+		start = time.Now()
+		for range batch {
+			fetch(b, client, fsURL, size)
+		}
+		tFS += time.Since(start)
+		i += batch
+	}
+	b.ReportMetric(float64(tFS)/float64(tMedia), "x-fileserver")
+}
+
+// BenchmarkUpload: authenticated multipart upload of distinct ~200 KB PNGs
+// (sniff, hash, fsync, validate, rename, insert).
+func BenchmarkUpload(b *testing.B) {
+	e := newEnv(b, 10<<20)
+	tok := e.tok("bench", "author")
+	base := benchImage(b)
+	client := &http.Client{}
+	b.SetBytes(int64(len(base)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		body, ct := multipartBody(b, "file", "b.png", "image/png", withTextChunk(base, fmt.Sprint(i)))
+		req, _ := http.NewRequest(http.MethodPost, e.base+"/media/upload", bytes.NewReader(body.Bytes()))
+		req.Header.Set("Content-Type", ct)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		b.StartTimer()
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			b.Fatalf("upload: %d", resp.StatusCode)
+		}
+	}
+}

@@ -41,6 +41,10 @@ type Options struct {
 	Kube toolchain.Kube
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
+	// FakeNode registers one Ready node and simulates its kubelet and a
+	// volume provisioner (see fakenode.go), so `pulumi up` can wait for
+	// Deployments, StatefulSets, Services and PVCs without running containers.
+	FakeNode bool
 	// StartTimeout bounds the wait for each component; default 3 minutes
 	// (generous: the machine's 2 cores are shared).
 	StartTimeout time.Duration
@@ -54,6 +58,7 @@ type Cluster struct {
 	EtcdURL    string // http://127.0.0.1:<port>
 
 	pki     *pki
+	fake    *fakeNode
 	procs   []*proc
 	ownsDir bool
 	log     io.Writer
@@ -191,6 +196,7 @@ func (c *Cluster) start(ctx context.Context, o Options) error {
 		"--cluster-signing-cert-file="+p.CA, "--cluster-signing-key-file="+p.CAKey,
 		"--use-service-account-credentials=true",
 		"--leader-elect=false",
+		"--controllers="+controllers(o.FakeNode),
 		"--profiling=false")
 	if err != nil {
 		return err
@@ -200,6 +206,11 @@ func (c *Cluster) start(ctx context.Context, o Options) error {
 		return c.get(client, c.Server+"/api/v1/namespaces/default/serviceaccounts/default", `"name":"default"`)
 	}); err != nil {
 		return err
+	}
+	if o.FakeNode {
+		if err := c.startFakeNode(ctx); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(c.log, "localkube: control plane ready in %s; KUBECONFIG=%s\n", time.Since(t0).Round(time.Millisecond), c.Kubeconfig)
 	return nil
@@ -260,6 +271,9 @@ func (c *Cluster) PIDs() []int {
 func (c *Cluster) Stop() error {
 	c.stop.Do(func() {
 		var errs []error
+		if c.fake != nil {
+			c.fake.stop()
+		}
 		for i := len(c.procs) - 1; i >= 0; i-- {
 			p := c.procs[i]
 			select {
@@ -370,6 +384,15 @@ current-context: localkube
 		return fmt.Errorf("localkube: write kubeconfig: %w", err)
 	}
 	return nil
+}
+
+// controllers: all defaults; with a fake node, not the node lifecycle
+// controller (the fake node sends no heartbeats, and it would evict its pods).
+func controllers(fakeNode bool) string {
+	if fakeNode {
+		return "*,-node-lifecycle-controller"
+	}
+	return "*"
 }
 
 // freePorts reserves n distinct loopback ports by binding and releasing them.

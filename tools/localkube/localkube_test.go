@@ -71,7 +71,7 @@ func TestControlPlane(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
 	defer cancel()
-	c, err := Start(ctx, Options{Log: testLog{t}})
+	c, err := Start(ctx, Options{Log: testLog{t}, FakeNode: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,6 +109,13 @@ func TestControlPlane(t *testing.T) {
 		_, err := c.Kubectl(ctx, "get", "serviceaccount", "default", "-n", "lk-test")
 		return err == nil
 	})
+
+	// The fake node runs the pods (on paper): the rollout completes, which is
+	// what `pulumi up` waits for; a claim gets a bound volume.
+	kc("", "rollout", "status", "deployment/web", "-n", "lk-test", "--timeout=120s")
+	pvc := "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data, namespace: lk-test}\nspec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n"
+	kc(pvc, "apply", "--server-side", "-f", "-")
+	kc("", "wait", "--for=jsonpath={.status.phase}=Bound", "pvc/data", "-n", "lk-test", "--timeout=120s")
 
 	// Dry-run on the server validates without storing.
 	dry := strings.ReplaceAll(deployment, "name: web\n  namespace", "name: web-dry\n  namespace")

@@ -30,7 +30,7 @@ func TestFixtureProgram(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := localkube.Start(ctx, localkube.Options{Log: testLog{t}})
+	c, err := localkube.Start(ctx, localkube.Options{Log: testLog{t}, FakeNode: true})
 	if err != nil {
 		t.Fatal(err)
 	}

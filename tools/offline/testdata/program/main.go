@@ -79,8 +79,6 @@ func main() {
 				Metadata: &metav1.ObjectMetaArgs{
 					Name:      pulumi.String(name),
 					Namespace: ns.Metadata.Name().Elem(),
-					// No node runs pods on the test API server: don't wait for readiness.
-					Annotations: pulumi.StringMap{"pulumi.com/skipAwait": pulumi.String("true")},
 				},
 				Spec: &appsv1.DeploymentSpecArgs{
 					Replicas: pulumi.Int(1),

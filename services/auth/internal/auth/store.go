@@ -1,0 +1,379 @@
+package auth
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Migrations are applied by the kit's pg.Migrate at start-up.
+//
+//go:embed migrations/*.sql
+var Migrations embed.FS
+
+// User is a row of auth_db.users.
+type User struct {
+	ID        string
+	Email     string
+	Name      string
+	AvatarURL string
+	Roles     []string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// IsAdmin reports whether the stored roles include admin.
+func (u User) IsAdmin() bool { return slices.Contains(u.Roles, "admin") }
+
+// Store errors the domain layer turns into API errors.
+var (
+	ErrNotFound       = errors.New("not found")
+	ErrTokenUnknown   = errors.New("refresh token unknown")
+	ErrTokenExpired   = errors.New("refresh token expired")
+	ErrSessionRevoked = errors.New("session revoked")
+	ErrTokenReused    = errors.New("refresh token reused: session revoked")
+	ErrLastAdmin      = errors.New("last admin")
+	ErrActorNotAdmin  = errors.New("actor is not an admin")
+)
+
+// Store is the Postgres layer; Postgres is the source of truth for users,
+// sessions and refresh tokens.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// NewStore wraps a pool whose database has been migrated with Migrations.
+func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+const userCols = `id::text, email, name, avatar_url, roles, created_at, updated_at`
+
+func scanUser(row pgx.Row) (User, error) {
+	var u User
+	err := row.Scan(&u.ID, &u.Email, &u.Name, &u.AvatarURL, &u.Roles, &u.CreatedAt, &u.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return u, ErrNotFound
+	}
+	return u, err
+}
+
+// SignInResult says what happened to the account at sign-in.
+type SignInResult struct {
+	User     User
+	Created  bool // first sign-in
+	Promoted bool // an existing account gained admin through ADMIN_EMAILS
+}
+
+// UpsertOnSignIn creates the user at first sign-in (admin when adminEmail,
+// else reader) or refreshes name and avatar. An existing user whose e-mail is
+// now in ADMIN_EMAILS gains admin (audited); removal from the list never
+// demotes anyone, so the list cannot lock admins out by accident.
+func (s *Store) UpsertOnSignIn(ctx context.Context, email, name, avatar string, adminEmail bool) (SignInResult, error) {
+	var res SignInResult
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		roles := []string{"reader"}
+		if adminEmail {
+			roles = []string{"admin"}
+		}
+		u, err := scanUser(tx.QueryRow(ctx, `
+			INSERT INTO users (email, name, avatar_url, roles) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (lower(email)) DO NOTHING
+			RETURNING `+userCols, email, name, avatar, roles))
+		if err == nil {
+			res = SignInResult{User: u, Created: true}
+			return nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("insert user: %w", err)
+		}
+		u, err = scanUser(tx.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE lower(email) = lower($1) FOR UPDATE`, email))
+		if err != nil {
+			return fmt.Errorf("load user: %w", err)
+		}
+		before := u.Roles
+		after := before
+		if adminEmail && !u.IsAdmin() {
+			after = append(slices.Clone(before), "admin")
+			res.Promoted = true
+		}
+		// Keep what the provider last said, but never blank out a name we had.
+		if name == "" {
+			name = u.Name
+		}
+		u, err = scanUser(tx.QueryRow(ctx, `
+			UPDATE users SET name = $2, avatar_url = $3, roles = $4, updated_at = now()
+			WHERE id = $1 RETURNING `+userCols, u.ID, name, avatar, after))
+		if err != nil {
+			return fmt.Errorf("update user: %w", err)
+		}
+		if res.Promoted {
+			if err := audit(ctx, tx, "", "ADMIN_EMAILS", u, before, after, "promoted at sign-in: e-mail is in ADMIN_EMAILS"); err != nil {
+				return err
+			}
+		}
+		res.User = u
+		return nil
+	})
+	return res, err
+}
+
+func audit(ctx context.Context, tx pgx.Tx, actorID, actorEmail string, target User, before, after []string, reason string) error {
+	var actor any
+	if actorID != "" {
+		actor = actorID
+	}
+	_, err := tx.Exec(ctx, `
+		INSERT INTO role_audit (actor_id, actor_email, target_id, target_email, roles_before, roles_after, reason)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, actor, actorEmail, target.ID, target.Email, before, after, reason)
+	if err != nil {
+		return fmt.Errorf("write role audit: %w", err)
+	}
+	return nil
+}
+
+// UserByID loads one user; ErrNotFound when there is none (or id is not a UUID).
+func (s *Store) UserByID(ctx context.Context, id string) (User, error) {
+	if _, err := uuid.Parse(id); err != nil {
+		return User{}, ErrNotFound
+	}
+	return scanUser(s.pool.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE id = $1`, id))
+}
+
+// ListUsers returns up to limit users ordered by e-mail, after the cursor,
+// whose e-mail contains query (case-insensitive). more says if a next page exists.
+func (s *Store) ListUsers(ctx context.Context, query string, after *pageCursor, limit int) (users []User, more bool, err error) {
+	pattern := "%" + likeEscaper.Replace(strings.ToLower(query)) + "%"
+	afterEmail, afterID := "", uuid.Nil.String()
+	useCursor := after != nil
+	if useCursor {
+		afterEmail, afterID = after.Email, after.ID
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT `+userCols+` FROM users
+		WHERE lower(email) LIKE $1 ESCAPE '\'
+		  AND (NOT $2 OR (lower(email), id) > ($3, $4::uuid))
+		ORDER BY lower(email), id
+		LIMIT $5`, pattern, useCursor, afterEmail, afterID, limit+1)
+	if err != nil {
+		return nil, false, fmt.Errorf("list users: %w", err)
+	}
+	users, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (User, error) { return scanUser(r) })
+	if err != nil {
+		return nil, false, fmt.Errorf("list users: %w", err)
+	}
+	if len(users) > limit {
+		return users[:limit], true, nil
+	}
+	return users, false, nil
+}
+
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+
+// SetRoles replaces the target's roles on behalf of actorID and audits it.
+// The actor must be an admin in the database (not just in a token that may
+// be 15 minutes old), and the last admin cannot lose the admin role.
+func (s *Store) SetRoles(ctx context.Context, actorID, targetID string, roles []string) (User, error) {
+	if _, err := uuid.Parse(targetID); err != nil {
+		return User{}, ErrNotFound
+	}
+	var out User
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// Serialise role changes so two admins demoting each other at once
+		// cannot both pass the last-admin check.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('pressroom.auth.roles'))`); err != nil {
+			return fmt.Errorf("lock roles: %w", err)
+		}
+		actor, err := scanUser(tx.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE id = $1`, actorID))
+		if errors.Is(err, ErrNotFound) || (err == nil && !actor.IsAdmin()) {
+			return ErrActorNotAdmin
+		} else if err != nil {
+			return fmt.Errorf("load actor: %w", err)
+		}
+		target, err := scanUser(tx.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE id = $1 FOR UPDATE`, targetID))
+		if err != nil {
+			return err
+		}
+		if target.IsAdmin() && !slices.Contains(roles, "admin") {
+			var admins int
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM users WHERE 'admin' = ANY(roles)`).Scan(&admins); err != nil {
+				return fmt.Errorf("count admins: %w", err)
+			}
+			if admins <= 1 {
+				return ErrLastAdmin
+			}
+		}
+		out, err = scanUser(tx.QueryRow(ctx, `UPDATE users SET roles = $2, updated_at = now() WHERE id = $1 RETURNING `+userCols, targetID, roles))
+		if err != nil {
+			return fmt.Errorf("update roles: %w", err)
+		}
+		return audit(ctx, tx, actor.ID, actor.Email, out, target.Roles, roles, "SetRoles")
+	})
+	return out, err
+}
+
+// AuditEntry is one row of role_audit.
+type AuditEntry struct {
+	ActorID, ActorEmail, TargetID, TargetEmail string
+	Before, After                              []string
+	Reason                                     string
+	At                                         time.Time
+}
+
+// RoleAudit returns the audit trail of one user, oldest first.
+func (s *Store) RoleAudit(ctx context.Context, targetID string) ([]AuditEntry, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT coalesce(actor_id::text, ''), actor_email, target_id::text, target_email, roles_before, roles_after, reason, created_at
+		FROM role_audit WHERE target_id = $1 ORDER BY id`, targetID)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (AuditEntry, error) {
+		var a AuditEntry
+		err := r.Scan(&a.ActorID, &a.ActorEmail, &a.TargetID, &a.TargetEmail, &a.Before, &a.After, &a.Reason, &a.At)
+		return a, err
+	})
+}
+
+// CreateSession opens a session with its first refresh token.
+func (s *Store) CreateSession(ctx context.Context, userID string, sessionID uuid.UUID, tokenHash []byte, tokenExpires, sessionExpires time.Time) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, $3)`,
+			sessionID, userID, sessionExpires); err != nil {
+			return fmt.Errorf("create session: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)`,
+			tokenHash, sessionID, tokenExpires); err != nil {
+			return fmt.Errorf("store refresh token: %w", err)
+		}
+		return nil
+	})
+}
+
+// Rotation is the outcome of a successful Rotate.
+type Rotation struct {
+	UserID         string
+	SessionID      uuid.UUID
+	SessionExpires time.Time
+}
+
+// Rotate spends the refresh token oldHash and stores newHash in its place,
+// expiring at min(newExpires, the session's end). Presenting a token that was
+// already rotated means it was copied: the whole session is revoked (and that
+// revocation is committed) before ErrTokenReused is returned.
+func (s *Store) Rotate(ctx context.Context, oldHash, newHash []byte, newExpires time.Time) (Rotation, error) {
+	var rot Rotation
+	var reused bool
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var expires time.Time
+		var rotatedAt, revokedAt *time.Time
+		// FOR UPDATE: two concurrent uses of one token must not both succeed.
+		err := tx.QueryRow(ctx, `
+			SELECT t.session_id, t.expires_at, t.rotated_at, s.user_id::text, s.expires_at, s.revoked_at
+			FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
+			WHERE t.token_hash = $1
+			FOR UPDATE OF t, s`, oldHash).
+			Scan(&rot.SessionID, &expires, &rotatedAt, &rot.UserID, &rot.SessionExpires, &revokedAt)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return ErrTokenUnknown
+		case err != nil:
+			return fmt.Errorf("load refresh token: %w", err)
+		case revokedAt != nil:
+			return ErrSessionRevoked
+		case rotatedAt != nil:
+			reused = true
+			_, err := tx.Exec(ctx, `UPDATE sessions SET revoked_at = now(), revoke_reason = 'refresh token reuse' WHERE id = $1`, rot.SessionID)
+			return err // commit the revocation
+		case !time.Now().Before(expires) || !time.Now().Before(rot.SessionExpires):
+			return ErrTokenExpired
+		}
+		if _, err := tx.Exec(ctx, `UPDATE refresh_tokens SET rotated_at = now() WHERE token_hash = $1`, oldHash); err != nil {
+			return fmt.Errorf("rotate refresh token: %w", err)
+		}
+		if newExpires.After(rot.SessionExpires) {
+			newExpires = rot.SessionExpires
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)`,
+			newHash, rot.SessionID, newExpires); err != nil {
+			return fmt.Errorf("store refresh token: %w", err)
+		}
+		return nil
+	})
+	if err == nil && reused {
+		return rot, ErrTokenReused
+	}
+	return rot, err
+}
+
+// RevokeByToken revokes the session the token belongs to (sign-out). A token
+// that is unknown revokes nothing and returns ErrTokenUnknown.
+func (s *Store) RevokeByToken(ctx context.Context, tokenHash []byte, reason string) (uuid.UUID, error) {
+	var sid uuid.UUID
+	err := s.pool.QueryRow(ctx, `
+		UPDATE sessions SET revoked_at = coalesce(revoked_at, now()), revoke_reason = coalesce(revoke_reason, $2)
+		WHERE id = (SELECT session_id FROM refresh_tokens WHERE token_hash = $1)
+		RETURNING id`, tokenHash, reason).Scan(&sid)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return uuid.Nil, ErrTokenUnknown
+	}
+	return sid, err
+}
+
+// SessionState is what the Redis cache mirrors.
+type SessionState struct {
+	UserID  string
+	Expires time.Time
+	Revoked bool
+}
+
+// Session loads a session's state; ErrNotFound when absent.
+func (s *Store) Session(ctx context.Context, id uuid.UUID) (SessionState, error) {
+	var st SessionState
+	var revoked *time.Time
+	err := s.pool.QueryRow(ctx, `SELECT user_id::text, expires_at, revoked_at FROM sessions WHERE id = $1`, id).
+		Scan(&st.UserID, &st.Expires, &revoked)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return st, ErrNotFound
+	}
+	st.Revoked = revoked != nil
+	return st, err
+}
+
+// PruneResult counts what Prune deleted.
+type PruneResult struct {
+	Tokens   int64
+	Sessions int64
+}
+
+// Prune deletes refresh tokens that expired, were rotated, or belong to a
+// revoked session, when that happened before cutoff; then sessions that are
+// revoked or expired before cutoff and have no tokens left. Each statement is
+// short and touches only dead rows, so it is safe while the service serves.
+func (s *Store) Prune(ctx context.Context, cutoff time.Time) (PruneResult, error) {
+	var r PruneResult
+	tag, err := s.pool.Exec(ctx, `
+		DELETE FROM refresh_tokens t
+		WHERE t.expires_at < $1
+		   OR t.rotated_at < $1
+		   OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = t.session_id AND s.revoked_at < $1)`, cutoff)
+	if err != nil {
+		return r, fmt.Errorf("prune refresh tokens: %w", err)
+	}
+	r.Tokens = tag.RowsAffected()
+	tag, err = s.pool.Exec(ctx, `
+		DELETE FROM sessions s
+		WHERE (s.revoked_at < $1 OR s.expires_at < $1)
+		  AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.session_id = s.id)`, cutoff)
+	if err != nil {
+		return r, fmt.Errorf("prune sessions: %w", err)
+	}
+	r.Sessions = tag.RowsAffected()
+	return r, nil
+}

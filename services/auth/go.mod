@@ -7,6 +7,8 @@ require (
 	pressroom.dev/proto v0.0.0
 )
 
+require github.com/prometheus/client_golang v1.23.2 // indirect
+
 require (
 	connectrpc.com/connect v1.21.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect

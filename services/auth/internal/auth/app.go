@@ -168,7 +168,7 @@ func NewApp(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		_ = rdb.Close()
 		return nil, err
 	}
-	path, h := authv1connect.NewAuthServiceHandler(NewHandler(svc, log), connect.WithInterceptors(
+	path, h := authv1connect.NewAuthServiceHandler(NewHandler(svc, log, srv.Metrics()), connect.WithInterceptors(
 		otelIC, connectkit.AuthInterceptor(verifier, connectkit.AllowAnonymous(AnonymousProcedures...))))
 	srv.Handle(path, h)
 	return &App{Server: srv, Service: svc, Store: store}, nil

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -61,6 +62,16 @@ func TestSignInCodeFlow(t *testing.T) {
 	again := e.signIn("ann@EXAMPLE.com")
 	if again.GetUser().GetId() != u.GetId() || e.userCount() != 1 {
 		t.Fatalf("case-insensitive e-mail made a second account: %v / %d users", again.GetUser(), e.userCount())
+	}
+
+	resp, err := http.Get(e.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `auth_signins_total{result="ok"} 2`) {
+		t.Fatalf("/metrics lacks the sign-in counter:\n%s", body)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"pressroom.dev/kit/connectkit"
@@ -17,18 +18,38 @@ import (
 
 // Handler is the Connect transport of AuthService.
 type Handler struct {
-	svc *Service
-	log *slog.Logger
+	svc       *Service
+	log       *slog.Logger
+	signIns   *prometheus.CounterVec
+	refreshes *prometheus.CounterVec
 }
 
 var _ authv1connect.AuthServiceHandler = (*Handler)(nil)
 
-// NewHandler wraps the domain service.
-func NewHandler(svc *Service, log *slog.Logger) *Handler {
+// NewHandler wraps the domain service; reg (may be nil) gets the counters
+// auth_signins_total and auth_refreshes_total by result (ok or error code).
+func NewHandler(svc *Service, log *slog.Logger, reg prometheus.Registerer) *Handler {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Handler{svc: svc, log: log}
+	h := &Handler{svc: svc, log: log,
+		signIns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auth_signins_total",
+			Help: "Finished sign-ins by result (ok or the Connect error code)."}, []string{"result"}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auth_refreshes_total",
+			Help: "Refresh calls by result (ok or the Connect error code)."}, []string{"result"}),
+	}
+	if reg != nil {
+		reg.MustRegister(h.signIns, h.refreshes)
+	}
+	return h
+}
+
+func count(c *prometheus.CounterVec, err error) {
+	result := "ok"
+	if err != nil {
+		result = connect.CodeOf(err).String()
+	}
+	c.WithLabelValues(result).Inc()
 }
 
 // AnonymousProcedures need no bearer token: the sign-in flow and the
@@ -76,8 +97,11 @@ func (h *Handler) FinishSignIn(ctx context.Context, req *connect.Request[authv1.
 	}
 	out, err := h.svc.FinishSignIn(ctx, req.Msg.GetCode(), req.Msg.GetState())
 	if err != nil {
-		return nil, h.toConnect(ctx, err)
+		err = h.toConnect(ctx, err)
+		count(h.signIns, err)
+		return nil, err
 	}
+	count(h.signIns, nil)
 	return connect.NewResponse(&authv1.FinishSignInResponse{
 		User: toProto(out.User), Tokens: tokensProto(out.Tokens), ReturnTo: out.ReturnTo,
 	}), nil
@@ -89,8 +113,11 @@ func (h *Handler) Refresh(ctx context.Context, req *connect.Request[authv1.Refre
 	}
 	u, toks, err := h.svc.Refresh(ctx, clientIP(req), req.Msg.GetRefreshToken())
 	if err != nil {
-		return nil, h.toConnect(ctx, err)
+		err = h.toConnect(ctx, err)
+		count(h.refreshes, err)
+		return nil, err
 	}
+	count(h.refreshes, nil)
 	return connect.NewResponse(&authv1.RefreshResponse{User: toProto(u), Tokens: tokensProto(toks)}), nil
 }
 

@@ -72,8 +72,11 @@ manifests() {
   # shellcheck disable=SC2064
   trap "rm -rf '$tmp'" EXIT
   mkdir -p "$tmp/project" "$tmp/state"
-  jq -Rr --arg main "$repo/infra" 'if test("^main:") then "main: " + $main else . end' \
-    "$project_dir/Pulumi.yaml" > "$tmp/project/Pulumi.yaml"
+  # Same project, main: made absolute so the program is found from the temp dir.
+  local main
+  main=$(sed -n 's/^main:[[:space:]]*//p' "$project_dir/Pulumi.yaml" | tr -d "\"'" | sed 's/[[:space:]]*$//')
+  case "$main" in /*) ;; "") main="$project_dir" ;; *) main="$project_dir/$main" ;; esac
+  { grep -v '^main:' "$project_dir/Pulumi.yaml"; echo "main: $main"; } > "$tmp/project/Pulumi.yaml"
   rm -rf "$out"/* 2>/dev/null || true
   (
     cd "$tmp/project"
@@ -91,6 +94,12 @@ manifests() {
   echo "pulumi.sh: wrote $n manifest files to $out" >&2
 }
 
+# set_all JSON: `pulumi config set-all --json` unless there is nothing to set.
+set_all() {
+  [ "$1" = "{}" ] && return 0
+  pulumi_ config set-all -s "$stack" --json "$1"
+}
+
 # rollback: Pulumi has no rollback command (state records what exists, not
 # what you asked for), so we re-deploy the inputs of an earlier update: its
 # config, which holds the image references, read from `pulumi stack history`.
@@ -104,7 +113,7 @@ rollback() {
   [ "$(jq -r .kind <<<"$entry")" = update ] || die "update $to is a '$(jq -r .kind <<<"$entry")', not an 'update'; pick an update to roll back to"
   [ "$(jq -r .result <<<"$entry")" = succeeded ] || die "update $to did not succeed (result: $(jq -r .result <<<"$entry")); pick one that did"
   cfg=$(jq -c '.config' <<<"$entry")
-  jq -e 'all(.[]; .value != "[unknown]")' <<<"$cfg" >/dev/null \
+  jq -e 'all(.[]; .value != "ERROR_UNABLE_TO_DECRYPT" and ((.secret | not) or .value != null))' <<<"$cfg" >/dev/null \
     || die "cannot decrypt the secrets of update $to (set PULUMI_CONFIG_PASSPHRASE or log in to its secrets provider)"
   # Keys added after update N are removed so the config is exactly N's.
   cur=$(pulumi_ config -s "$stack" --json)
@@ -113,11 +122,12 @@ rollback() {
     pulumi_ config rm -s "$stack" "$key"
   done < <(jq -r --argjson old "$cfg" 'keys[] | select($old[.] == null)' <<<"$cur")
   # Plain values in one go; secrets through stdin so they never show in ps.
-  pulumi_ config set-all -s "$stack" --json "$(jq -c 'with_entries(select(.value.secret | not))' <<<"$cfg")"
+  set_all "$(jq -c 'with_entries(select(.value.secret | not))' <<<"$cfg")"
   while read -r key; do
-    jq -j --arg k "$key" '.[$k].value' <<<"$cfg" | pulumi_ config set -s "$stack" --secret "$key" >/dev/null
+    [ -n "$key" ] || continue
+    jq -j --arg k "$key" '.[$k].value' <<<"$cfg" | pulumi_ config set -s "$stack" --secret --raw "$key" >/dev/null
   done < <(jq -r 'to_entries[] | select(.value.secret and (.value.objectValue == null)) | .key' <<<"$cfg")
-  pulumi_ config set-all -s "$stack" --json "$(jq -c 'with_entries(select(.value.secret and .value.objectValue != null))' <<<"$cfg")"
+  set_all "$(jq -c 'with_entries(select(.value.secret and .value.objectValue != null))' <<<"$cfg")"
   echo "pulumi.sh: stack '$stack' config restored to update $to; deploying it" >&2
   pulumi_ up -s "$stack" ${yes} --message "rollback to update $to"
 }

@@ -12,6 +12,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 
+# Everything runs inside main, so bash has parsed the whole file before
+# running it (editing a script while it runs would otherwise corrupt it).
+main() {
 version=1.33.13
 recipe=1 # bump when the build steps change, so caches rebuild
 key="kube-$version-r$recipe"
@@ -78,3 +81,5 @@ build() {
 stage "$root" build
 log "kube toolchain ready in $root"
 emit "$root/bin"
+}
+main "$@"

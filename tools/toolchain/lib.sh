@@ -13,6 +13,9 @@ export GOTOOLCHAIN=local
 # Builds share 2 cores with everyone else: stay polite.
 nice_cmd=(nice -n 10)
 
+# Run go from a neutral directory: never inside some module or workspace.
+cd "${TMPDIR:-/tmp}"
+
 log() { echo "toolchain: $*" >&2; }
 die() { echo "toolchain: error: $*" >&2; exit 1; }
 

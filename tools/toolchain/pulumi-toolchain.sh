@@ -17,6 +17,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 
+# Everything runs inside main, so bash has parsed the whole file before
+# running it (editing a script while it runs would otherwise corrupt it).
+main() {
 cli_version=3.250.0
 langhost_sdk=3.66.0
 k8s_version=4.24.0
@@ -87,8 +90,8 @@ build_langhost() {
   local out="$1" src="$1/src"
   log "building the Go language host (sdk v$langhost_sdk)"
   mkdir -p "$src"
-  (cd "$src" && go mod init pressroom.dev/langhost >/dev/null 2>&1 \
-    && go get "github.com/pulumi/pulumi/sdk/v3/go/pulumi-language-go@v$langhost_sdk" >/dev/null 2>&1 \
+  (cd "$src" && go mod init pressroom.dev/langhost 2>/dev/null \
+    && go get "github.com/pulumi/pulumi/sdk/v3/go/pulumi-language-go@v$langhost_sdk" \
     && "${nice_cmd[@]}" go build -trimpath -ldflags "-s -w" -o "$out/pulumi-language-go" \
       github.com/pulumi/pulumi/sdk/v3/go/pulumi-language-go) \
     || die "building pulumi-language-go from sdk v$langhost_sdk failed"
@@ -172,3 +175,5 @@ stage "$root" assemble
 rm -rf "$parts"
 log "pulumi toolchain ready in $root"
 emit "$root/bin" "$root/home"
+}
+main "$@"

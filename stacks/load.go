@@ -1,0 +1,336 @@
+package stacks
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// Known top-level keys (without the namespace). Objects are JSON, as the
+// Pulumi engine hands structured config to the program.
+var (
+	objectKeys = []string{"cluster", "cloudflare", "acme", "certManager", "app", "scaling", "images", "registry", "jwt", "storage", "backup"}
+	scalarKeys = []string{"domain", "protect"}
+	secretKeys = []string{"googleClientSecret", "resendApiKey", "registryPassword", "kubeconfig"}
+)
+
+// KnownKeys lists every top-level key of the pressroom namespace.
+func KnownKeys() []string {
+	out := append(append(append([]string{}, scalarKeys...), objectKeys...), secretKeys...)
+	sort.Strings(out)
+	return out
+}
+
+// SecretKeys lists the keys that must be set with `pulumi config set --secret`.
+func SecretKeys() []string { return append([]string{}, secretKeys...) }
+
+// ValidationError lists every problem of a stack configuration.
+type ValidationError struct {
+	Stack    string
+	Problems []string // each "pressroom:key: what is wrong and how to fix it"
+}
+
+func (e *ValidationError) Error() string {
+	return fmt.Sprintf("stack %q has %d configuration problem(s):\n  %s", e.Stack, len(e.Problems), strings.Join(e.Problems, "\n  "))
+}
+
+// FromPulumi loads and validates the configuration of the running stack.
+func FromPulumi(ctx *pulumi.Context) (*Config, error) {
+	values := map[string]string{}
+	for _, k := range KnownKeys() {
+		if v, ok := ctx.GetConfig(Namespace + ":" + k); ok {
+			values[Namespace+":"+k] = v
+		}
+	}
+	// The engine passes the whole config in PULUMI_CONFIG; use it to catch
+	// misspelt keys that GetConfig cannot enumerate.
+	if raw := os.Getenv("PULUMI_CONFIG"); raw != "" {
+		all := map[string]string{}
+		if json.Unmarshal([]byte(raw), &all) == nil {
+			for k, v := range all {
+				if strings.HasPrefix(k, Namespace+":") {
+					if _, ok := values[k]; !ok {
+						values[k] = v
+					}
+				}
+			}
+		}
+	}
+	cfg, err := Load(ctx.Stack(), values)
+	if err != nil {
+		return nil, err
+	}
+	var notSecret []string
+	for _, k := range secretKeys {
+		full := Namespace + ":" + k
+		if _, ok := values[full]; ok && !ctx.IsConfigSecret(full) {
+			notSecret = append(notSecret, fmt.Sprintf("%s: is stored in plain text; run `pulumi config set --secret %s <value>`", full, k))
+		}
+	}
+	if len(notSecret) > 0 {
+		return nil, &ValidationError{Stack: ctx.Stack(), Problems: notSecret}
+	}
+	return cfg, nil
+}
+
+// Load builds the Config of stack from raw config values keyed
+// "pressroom:<key>" (other namespaces are ignored), applies defaults and
+// validates. All problems are reported together in a *ValidationError.
+func Load(stack string, values map[string]string) (*Config, error) {
+	l := &loader{stack: stack, values: map[string]string{}}
+	known := map[string]bool{}
+	for _, k := range KnownKeys() {
+		known[k] = true
+	}
+	var unknown []string
+	for k, v := range values {
+		name, ok := strings.CutPrefix(k, Namespace+":")
+		if !ok {
+			continue
+		}
+		if !known[name] {
+			unknown = append(unknown, name)
+			continue
+		}
+		l.values[name] = v
+	}
+	sort.Strings(unknown)
+	for _, name := range unknown {
+		l.problemf(name, "unknown setting; known settings are %s", strings.Join(KnownKeys(), ", "))
+	}
+	cfg := l.build()
+	if len(l.problems) > 0 {
+		return nil, &ValidationError{Stack: stack, Problems: l.problems}
+	}
+	return cfg, nil
+}
+
+type loader struct {
+	stack    string
+	values   map[string]string
+	problems []string
+}
+
+func (l *loader) problemf(key, format string, args ...any) {
+	l.problems = append(l.problems, Namespace+":"+key+": "+fmt.Sprintf(format, args...))
+}
+
+// field is one setting inside a config object.
+type field struct {
+	name string
+	dst  any // *string, *int, *bool, *[]string, *map[string]string
+	set  *bool
+}
+
+func f(name string, dst any) field { return field{name: name, dst: dst} }
+
+// fs is like f but records whether the setting was present.
+func fs(name string, dst any, set *bool) field { return field{name: name, dst: dst, set: set} }
+
+// object decodes the JSON object stored at key into fields, reporting unknown
+// settings and wrong types with the full dotted path.
+func (l *loader) object(key string, fields ...field) {
+	raw, ok := l.values[key]
+	if !ok || strings.TrimSpace(raw) == "" {
+		return
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(raw), &m); err != nil {
+		l.problemf(key, "must be an object of settings (in the stack file: `%s:%s:` followed by indented `name: value` lines)", Namespace, key)
+		return
+	}
+	byName := map[string]field{}
+	var names []string
+	for _, fl := range fields {
+		byName[fl.name] = fl
+		names = append(names, fl.name)
+	}
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fl, ok := byName[k]
+		if !ok {
+			l.problemf(key+"."+k, "unknown setting; known settings of %s are %s", key, strings.Join(names, ", "))
+			continue
+		}
+		if string(m[k]) == "null" {
+			continue
+		}
+		if err := decodeValue(m[k], fl.dst); err != nil {
+			l.problemf(key+"."+k, "%v", err)
+			continue
+		}
+		if fl.set != nil {
+			*fl.set = true
+		}
+	}
+}
+
+// decodeValue accepts JSON values and, for numbers and booleans, also their
+// string forms (`pulumi config set --path` stores strings).
+func decodeValue(raw json.RawMessage, dst any) error {
+	switch d := dst.(type) {
+	case *string:
+		if json.Unmarshal(raw, d) != nil {
+			return fmt.Errorf("must be a string (got %s)", raw)
+		}
+	case *int:
+		if json.Unmarshal(raw, d) == nil {
+			return nil
+		}
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			if n, err := strconv.Atoi(strings.TrimSpace(s)); err == nil {
+				*d = n
+				return nil
+			}
+		}
+		return fmt.Errorf("must be a whole number (got %s)", raw)
+	case *bool:
+		if json.Unmarshal(raw, d) == nil {
+			return nil
+		}
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			if b, err := strconv.ParseBool(strings.TrimSpace(s)); err == nil {
+				*d = b
+				return nil
+			}
+		}
+		return fmt.Errorf("must be true or false (got %s)", raw)
+	case *[]string:
+		if json.Unmarshal(raw, d) != nil {
+			return fmt.Errorf("must be a list of strings (got %s)", raw)
+		}
+	case *map[string]string:
+		if json.Unmarshal(raw, d) != nil {
+			return fmt.Errorf("must be an object of name: string (got %s)", raw)
+		}
+	default:
+		panic(fmt.Sprintf("stacks: unsupported field type %T", dst))
+	}
+	return nil
+}
+
+// secret wraps a secret config value so it never travels as a plain string.
+func secret(v string) pulumi.StringOutput {
+	return pulumi.ToSecret(pulumi.String(v)).(pulumi.StringOutput)
+}
+
+// IsProdLike reports whether a stack name denotes production.
+func IsProdLike(stack string) bool {
+	s := strings.ToLower(stack)
+	return s == "prod" || s == "production" || strings.HasSuffix(s, "-prod") || strings.HasSuffix(s, "-production")
+}
+
+func (l *loader) build() *Config {
+	c := &Config{
+		Stack:  l.stack,
+		Domain: strings.TrimSpace(l.values["domain"]),
+		Cluster: ClusterConfig{
+			Mode:         ModeDigitalOcean,
+			Region:       "fra1",
+			Size:         "s-2vcpu-4gb",
+			Image:        "ubuntu-24-04-x64",
+			Nodes:        1,
+			K3sVersion:   DefaultK3sVersion,
+			VolumeSizeGB: 20,
+			VPCCIDR:      "10.110.0.0/20",
+			ReadyTimeout: 600,
+			RenderDir:    "rendered",
+		},
+		ACME:        ACMEConfig{Issuer: "staging"},
+		CertManager: CertManagerConfig{Install: true, Version: DefaultCertManagerVersion},
+		App:         AppConfig{GoogleLoginEnabled: true, OIDCIssuerURL: "https://accounts.google.com"},
+		Scaling: ScalingConfig{
+			Article:   Bounds{Min: 2, Max: 5},
+			Web:       Bounds{Min: 2, Max: 6},
+			CPUTarget: 70,
+		},
+		Images:   map[string]string{},
+		Registry: RegistryConfig{Name: "pressroom"},
+		JWT:      JWTConfig{KeyGeneration: 1},
+		Storage: StorageConfig{
+			Postgres: "10Gi", Redis: "1Gi", NATS: "5Gi", Media: "10Gi", Backups: "20Gi",
+		},
+		Backup:  BackupConfig{Schedule: "0 3 * * *", RetentionDays: 14},
+		Protect: IsProdLike(l.stack),
+	}
+	cl := &c.Cluster
+	l.object("cluster",
+		f("mode", &cl.Mode), f("region", &cl.Region), f("size", &cl.Size), f("image", &cl.Image),
+		f("nodes", &cl.Nodes), f("k3sVersion", &cl.K3sVersion), f("adminCidrs", &cl.AdminCIDRs),
+		f("sshPublicKeys", &cl.SSHPublicKeys), f("volumeSizeGb", &cl.VolumeSizeGB), f("vpcCidr", &cl.VPCCIDR),
+		f("apiHost", &cl.APIHost), f("readyTimeoutSeconds", &cl.ReadyTimeout), f("renderDir", &cl.RenderDir))
+	l.object("cloudflare", f("zoneId", &c.Cloudflare.ZoneID))
+	l.object("acme", f("email", &c.ACME.Email), f("issuer", &c.ACME.Issuer))
+	l.object("certManager", f("install", &c.CertManager.Install), f("version", &c.CertManager.Version))
+	a := &c.App
+	l.object("app",
+		f("googleClientId", &a.GoogleClientID), f("googleLoginEnabled", &a.GoogleLoginEnabled),
+		f("oidcIssuerUrl", &a.OIDCIssuerURL), f("emailFrom", &a.EmailFrom),
+		f("adminEmails", &a.AdminEmails), f("notifyEmail", &a.NotifyEmail))
+	var art, web struct{ min, max int }
+	art.min, art.max, web.min, web.max = c.Scaling.Article.Min, c.Scaling.Article.Max, c.Scaling.Web.Min, c.Scaling.Web.Max
+	l.object("scaling",
+		f("articleMin", &art.min), f("articleMax", &art.max),
+		f("webMin", &web.min), f("webMax", &web.max), f("cpuTarget", &c.Scaling.CPUTarget))
+	c.Scaling.Article = Bounds{Min: art.min, Max: art.max}
+	c.Scaling.Web = Bounds{Min: web.min, Max: web.max}
+	if raw, ok := l.values["images"]; ok && strings.TrimSpace(raw) != "" {
+		if err := json.Unmarshal([]byte(raw), &c.Images); err != nil {
+			l.problemf("images", "must be an object of service: image@sha256:<digest> (services: %s)", strings.Join(Services, ", "))
+			c.Images = map[string]string{}
+		}
+	}
+	var kindSet bool
+	l.object("registry", fs("kind", &c.Registry.Kind, &kindSet), f("server", &c.Registry.Server),
+		f("username", &c.Registry.Username), f("name", &c.Registry.Name))
+	l.object("jwt", f("keyGeneration", &c.JWT.KeyGeneration))
+	s := &c.Storage
+	l.object("storage", f("postgres", &s.Postgres), f("redis", &s.Redis), f("nats", &s.NATS),
+		f("media", &s.Media), f("backups", &s.Backups))
+	l.object("backup", f("schedule", &c.Backup.Schedule), f("retentionDays", &c.Backup.RetentionDays))
+	if raw, ok := l.values["protect"]; ok {
+		b, err := strconv.ParseBool(strings.TrimSpace(raw))
+		if err != nil {
+			l.problemf("protect", "must be true or false (got %q)", raw)
+		}
+		c.Protect = b
+	}
+	if cl.APIHost == "" && c.Domain != "" {
+		cl.APIHost = "k8s." + c.Domain
+	}
+	if !kindSet {
+		switch {
+		case len(c.NeedsBuild()) == 0:
+			c.Registry.Kind = RegistryNone
+		case cl.Mode == ModeDigitalOcean:
+			c.Registry.Kind = RegistryDigitalOcean
+		default:
+			c.Registry.Kind = RegistryNone // validate() explains what to set
+		}
+	}
+
+	raw := map[string]string{}
+	for _, k := range secretKeys {
+		raw[k] = l.values[k]
+	}
+	c.App.ResendConfigured = raw["resendApiKey"] != ""
+	c.Secrets = Secrets{
+		GoogleClientSecret: secret(raw["googleClientSecret"]),
+		ResendAPIKey:       secret(raw["resendApiKey"]),
+		RegistryPassword:   secret(raw["registryPassword"]),
+		Kubeconfig:         secret(raw["kubeconfig"]),
+	}
+	l.validate(c, raw)
+	return c
+}

@@ -1,0 +1,302 @@
+package stacks
+
+import (
+	"encoding/base64"
+	"net"
+	"net/mail"
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Pinned defaults; stacks should still pin their own.
+const (
+	DefaultK3sVersion         = "v1.31.4+k3s1"
+	DefaultCertManagerVersion = "v1.16.2"
+)
+
+var (
+	dnsNameRe    = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
+	regionRe     = regexp.MustCompile(`^[a-z]{3}[0-9]$`)
+	slugRe       = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*[a-z0-9]$`)
+	k3sVersionRe = regexp.MustCompile(`^v1\.[0-9]+\.[0-9]+\+k3s[0-9]+$`)
+	semverRe     = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+$`)
+	zoneIDRe     = regexp.MustCompile(`^[0-9a-f]{32}$`)
+	digestRe     = regexp.MustCompile(`^[a-z0-9]([a-z0-9._:/-]*[a-z0-9])?@sha256:[0-9a-f]{64}$`)
+	quantityRe   = regexp.MustCompile(`^[1-9][0-9]*(Mi|Gi|Ti)$`)
+	registryRe   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	hostPortRe   = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$`)
+	cronFieldRe  = regexp.MustCompile(`^[0-9*/,\-]+$`)
+)
+
+// K3s' default pod and service networks; the VPC must not overlap them.
+var k3sNets = []string{"10.42.0.0/16", "10.43.0.0/16"}
+
+func (l *loader) validate(c *Config, secrets map[string]string) {
+	if c.Domain == "" {
+		l.problemf("domain", "is required: the apex domain of the site, like example.com")
+	} else if !dnsNameRe.MatchString(c.Domain) {
+		l.problemf("domain", "must be a DNS name like example.com (got %q)", c.Domain)
+	}
+
+	cl := c.Cluster
+	switch cl.Mode {
+	case ModeDigitalOcean:
+		l.validateCloud(c)
+	case ModeExisting:
+		if secrets["kubeconfig"] == "" {
+			l.problemf("kubeconfig", "is required in existing mode: run `pulumi config set --secret kubeconfig < admin.kubeconfig`")
+		} else if err := checkKubeconfig(secrets["kubeconfig"]); err != "" {
+			l.problemf("kubeconfig", "%s", err)
+		}
+	case ModeRender:
+		if strings.TrimSpace(cl.RenderDir) == "" {
+			l.problemf("cluster.renderDir", "must name the directory the manifests are written to, like rendered")
+		}
+	default:
+		l.problemf("cluster.mode", "must be one of digitalocean, existing, render (got %q)", cl.Mode)
+	}
+
+	if !emailOK(c.ACME.Email) {
+		l.problemf("acme.email", "must be an e-mail address like ops@example.com for Let's Encrypt expiry notices (got %q)", c.ACME.Email)
+	}
+	if c.ACME.Issuer != "staging" && c.ACME.Issuer != "prod" {
+		l.problemf("acme.issuer", "must be staging or prod (got %q)", c.ACME.Issuer)
+	}
+	if c.CertManager.Install && !semverRe.MatchString(c.CertManager.Version) {
+		l.problemf("certManager.version", "must be a pinned chart version like %s (got %q)", DefaultCertManagerVersion, c.CertManager.Version)
+	}
+
+	a := c.App
+	if a.GoogleLoginEnabled {
+		if strings.TrimSpace(a.GoogleClientID) == "" {
+			l.problemf("app.googleClientId", "is required while app.googleLoginEnabled is true (the OAuth client id from your OIDC provider)")
+		}
+		if secrets["googleClientSecret"] == "" {
+			l.problemf("googleClientSecret", "is required while app.googleLoginEnabled is true: run `pulumi config set --secret googleClientSecret <secret>`")
+		}
+	}
+	if u, err := url.Parse(a.OIDCIssuerURL); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname()))) {
+		l.problemf("app.oidcIssuerUrl", "must be an https URL like https://accounts.google.com (got %q)", a.OIDCIssuerURL)
+	}
+	if a.EmailFrom != "" {
+		if _, err := mail.ParseAddress(a.EmailFrom); err != nil {
+			l.problemf("app.emailFrom", "must be an address like \"Pressroom <news@example.com>\" (got %q)", a.EmailFrom)
+		}
+	} else if c.App.ResendConfigured {
+		l.problemf("app.emailFrom", "is required when resendApiKey is set: the sender, like \"Pressroom <news@example.com>\"")
+	}
+	for i, e := range a.AdminEmails {
+		if !emailOK(e) {
+			l.problemf("app.adminEmails", "entry %d must be an e-mail address like admin@example.com (got %q)", i+1, e)
+		}
+	}
+	if a.NotifyEmail != "" && !emailOK(a.NotifyEmail) {
+		l.problemf("app.notifyEmail", "must be an e-mail address like editors@example.com (got %q)", a.NotifyEmail)
+	}
+	if secrets["resendApiKey"] != "" && !strings.HasPrefix(secrets["resendApiKey"], "re_") {
+		l.problemf("resendApiKey", "must be a Resend API key (it starts with re_)")
+	}
+
+	for _, b := range []struct {
+		name string
+		b    Bounds
+	}{{"article", c.Scaling.Article}, {"web", c.Scaling.Web}} {
+		if b.b.Min < 1 {
+			l.problemf("scaling."+b.name+"Min", "must be at least 1 (got %d)", b.b.Min)
+		}
+		if b.b.Max < b.b.Min {
+			l.problemf("scaling."+b.name+"Max", "must be at least %sMin (%d) (got %d)", b.name, b.b.Min, b.b.Max)
+		}
+		if b.b.Max > 50 {
+			l.problemf("scaling."+b.name+"Max", "must be at most 50 (got %d)", b.b.Max)
+		}
+	}
+	if c.Scaling.CPUTarget < 10 || c.Scaling.CPUTarget > 95 {
+		l.problemf("scaling.cpuTarget", "must be a CPU utilisation percent between 10 and 95 (got %d)", c.Scaling.CPUTarget)
+	}
+
+	known := map[string]bool{}
+	for _, s := range Services {
+		known[s] = true
+	}
+	for _, s := range sortedKeys(c.Images) {
+		img := c.Images[s]
+		if !known[s] {
+			l.problemf("images."+s, "unknown service; services are %s", strings.Join(Services, ", "))
+		} else if !digestRe.MatchString(img) {
+			l.problemf("images."+s, "must be pinned by digest like registry.example.com/pressroom/%s@sha256:<64 hex> (got %q)", s, img)
+		}
+	}
+	need := c.NeedsBuild()
+	switch c.Registry.Kind {
+	case RegistryNone:
+		if len(need) > 0 {
+			l.problemf("registry.kind", "services %s have no image in images, so they are built and need a registry: set registry.kind to digitalocean or external, or give every image", strings.Join(need, ", "))
+		}
+	case RegistryDigitalOcean:
+		if cl.Mode != ModeDigitalOcean {
+			l.problemf("registry.kind", "digitalocean needs cluster.mode digitalocean (%s mode creates no cloud resources): use external or give every image", cl.Mode)
+		}
+		if !registryRe.MatchString(c.Registry.Name) {
+			l.problemf("registry.name", "must be a lowercase name like pressroom (got %q)", c.Registry.Name)
+		}
+	case RegistryExternal:
+		if !hostPortRe.MatchString(c.Registry.Server) {
+			l.problemf("registry.server", "must be a registry host like registry.example.com (got %q)", c.Registry.Server)
+		}
+		if c.Registry.Username == "" {
+			l.problemf("registry.username", "is required for an external registry")
+		}
+		if secrets["registryPassword"] == "" {
+			l.problemf("registryPassword", "is required for an external registry: run `pulumi config set --secret registryPassword <token>`")
+		}
+	default:
+		l.problemf("registry.kind", "must be one of none, digitalocean, external (got %q)", c.Registry.Kind)
+	}
+
+	if c.JWT.KeyGeneration < 1 {
+		l.problemf("jwt.keyGeneration", "must be 1 or more; increase it by one to rotate the signing key (got %d)", c.JWT.KeyGeneration)
+	}
+	for _, q := range []struct{ name, v string }{
+		{"postgres", c.Storage.Postgres}, {"redis", c.Storage.Redis}, {"nats", c.Storage.NATS},
+		{"media", c.Storage.Media}, {"backups", c.Storage.Backups},
+	} {
+		if !quantityRe.MatchString(q.v) {
+			l.problemf("storage."+q.name, "must be a size like 10Gi (Mi, Gi or Ti) (got %q)", q.v)
+		}
+	}
+	if fields := strings.Fields(c.Backup.Schedule); len(fields) != 5 || !allMatch(fields, cronFieldRe) {
+		l.problemf("backup.schedule", "must be a 5-field cron schedule like \"0 3 * * *\" (got %q)", c.Backup.Schedule)
+	}
+	if c.Backup.RetentionDays < 1 || c.Backup.RetentionDays > 3650 {
+		l.problemf("backup.retentionDays", "must be between 1 and 3650 (got %d)", c.Backup.RetentionDays)
+	}
+}
+
+func (l *loader) validateCloud(c *Config) {
+	cl := c.Cluster
+	if !regionRe.MatchString(cl.Region) {
+		l.problemf("cluster.region", "must be a DigitalOcean region slug like fra1 (got %q)", cl.Region)
+	}
+	if !slugRe.MatchString(cl.Size) {
+		l.problemf("cluster.size", "must be a droplet size slug like s-2vcpu-4gb (got %q)", cl.Size)
+	}
+	if !strings.HasPrefix(cl.Image, "ubuntu-") || !slugRe.MatchString(cl.Image) {
+		l.problemf("cluster.image", "must be an Ubuntu LTS image slug like ubuntu-24-04-x64 (got %q)", cl.Image)
+	}
+	if cl.Nodes != 1 && cl.Nodes != 3 {
+		l.problemf("cluster.nodes", "must be 1, or 3 for high availability (embedded etcd needs an odd quorum) (got %d)", cl.Nodes)
+	}
+	if !k3sVersionRe.MatchString(cl.K3sVersion) {
+		l.problemf("cluster.k3sVersion", "must be a pinned K3s release like %s (got %q)", DefaultK3sVersion, cl.K3sVersion)
+	}
+	if len(cl.AdminCIDRs) == 0 {
+		l.problemf("cluster.adminCidrs", "must list the networks allowed to reach SSH and the Kubernetes API, like [203.0.113.7/32]")
+	}
+	for i, s := range cl.AdminCIDRs {
+		_, n, err := net.ParseCIDR(s)
+		switch {
+		case err != nil:
+			l.problemf("cluster.adminCidrs", "entry %d must be a CIDR like 203.0.113.7/32 (got %q)", i+1, s)
+		case isWholeInternet(n):
+			l.problemf("cluster.adminCidrs", "entry %d (%s) opens SSH and the Kubernetes API to the whole internet; list your own networks", i+1, s)
+		}
+	}
+	for i, k := range cl.SSHPublicKeys {
+		if !sshKeyOK(k) {
+			l.problemf("cluster.sshPublicKeys", "entry %d must be an OpenSSH public key line like \"ssh-ed25519 AAAA... you@laptop\"", i+1)
+		}
+	}
+	if cl.VolumeSizeGB < 1 || cl.VolumeSizeGB > 16000 {
+		l.problemf("cluster.volumeSizeGb", "must be between 1 and 16000 (got %d)", cl.VolumeSizeGB)
+	}
+	if _, n, err := net.ParseCIDR(cl.VPCCIDR); err != nil || n.IP.To4() == nil || !n.IP.IsPrivate() {
+		l.problemf("cluster.vpcCidr", "must be a private IPv4 CIDR like 10.110.0.0/20 (got %q)", cl.VPCCIDR)
+	} else {
+		for _, k := range k3sNets {
+			_, kn, _ := net.ParseCIDR(k)
+			if n.Contains(kn.IP) || kn.Contains(n.IP) {
+				l.problemf("cluster.vpcCidr", "%s overlaps K3s' pod/service network %s; pick another range like 10.110.0.0/20", cl.VPCCIDR, k)
+			}
+		}
+	}
+	if cl.APIHost != "" && !dnsNameRe.MatchString(cl.APIHost) {
+		l.problemf("cluster.apiHost", "must be a DNS name like k8s.example.com (got %q)", cl.APIHost)
+	}
+	if cl.ReadyTimeout < 30 || cl.ReadyTimeout > 3600 {
+		l.problemf("cluster.readyTimeoutSeconds", "must be between 30 and 3600 (got %d)", cl.ReadyTimeout)
+	}
+	if !zoneIDRe.MatchString(c.Cloudflare.ZoneID) {
+		l.problemf("cloudflare.zoneId", "must be the 32-hex-digit Cloudflare zone id of the domain (Cloudflare dashboard → Overview → Zone ID) (got %q)", c.Cloudflare.ZoneID)
+	}
+}
+
+func emailOK(s string) bool {
+	a, err := mail.ParseAddress(s)
+	return err == nil && a.Address == s && strings.Contains(s[strings.LastIndex(s, "@")+1:], ".")
+}
+
+func isLoopbackHost(h string) bool {
+	ip := net.ParseIP(h)
+	return h == "localhost" || (ip != nil && ip.IsLoopback())
+}
+
+func isWholeInternet(n *net.IPNet) bool {
+	ones, _ := n.Mask.Size()
+	return ones == 0
+}
+
+func sshKeyOK(line string) bool {
+	parts := strings.Fields(line)
+	if len(parts) < 2 {
+		return false
+	}
+	switch {
+	case parts[0] == "ssh-ed25519", parts[0] == "ssh-rsa", strings.HasPrefix(parts[0], "ecdsa-sha2-"):
+	default:
+		return false
+	}
+	_, err := base64.StdEncoding.DecodeString(parts[1])
+	return err == nil
+}
+
+// checkKubeconfig returns "" when s looks like a usable kubeconfig.
+func checkKubeconfig(s string) string {
+	var kc struct {
+		Clusters []struct {
+			Cluster struct {
+				Server string `yaml:"server"`
+			} `yaml:"cluster"`
+		} `yaml:"clusters"`
+		Users []any `yaml:"users"`
+	}
+	if err := yaml.Unmarshal([]byte(s), &kc); err != nil {
+		return "is not valid kubeconfig YAML: " + err.Error()
+	}
+	if len(kc.Clusters) == 0 || kc.Clusters[0].Cluster.Server == "" || len(kc.Users) == 0 {
+		return "must be a kubeconfig with at least one cluster (with a server URL) and one user"
+	}
+	return ""
+}
+
+func allMatch(ss []string, re *regexp.Regexp) bool {
+	for _, s := range ss {
+		if !re.MatchString(s) {
+			return false
+		}
+	}
+	return true
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -16,11 +16,14 @@ project_dir="${PRESSROOM_PROJECT_DIR:-$repo}"
 
 die() { echo "pulumi.sh: $*" >&2; exit 1; }
 
+# setup: the toolchain (built once) and the backend.
+setup() {
+command -v jq >/dev/null || die "jq is not installed; run 'make deps'"
+local env_out
 env_out=$("$repo/tools/toolchain/pulumi-toolchain.sh") || die "the Pulumi toolchain is not available (see the messages above)"
 eval "$env_out"
 export PULUMI_HOME PULUMI_SKIP_UPDATE_CHECK PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION
 export PATH="$PULUMI_BIN:$PATH"
-command -v jq >/dev/null || die "jq is not installed; run 'make deps'"
 
 if [ -z "${PULUMI_BACKEND_URL:-}" ]; then
   # The private PULUMI_HOME has no login: reuse the operator's normal one.
@@ -37,10 +40,11 @@ if [ -z "${PULUMI_BACKEND_URL:-}" ]; then
     export PULUMI_BACKEND_URL="file://$state"
   fi
 fi
+}
 
 pulumi_() { (cd "$project_dir" && pulumi "$@"); }
 
-# parse_stack ARGS...: sets $stack and leaves the other args in $rest.
+# parse_common ARGS...: sets stack, to, out, yes; anything else is an error.
 parse_common() {
   stack="" to="" out="" yes=""
   while [ $# -gt 0 ]; do
@@ -63,6 +67,8 @@ parse_common() {
 # cluster.mode=render, and `pulumi up` writes the files (renderYamlToDirectory).
 manifests() {
   parse_common "$@"
+  [ -z "$to" ] || die "manifests takes no --to"
+  setup
   out="${out:-$repo/.artifacts/manifests/$stack}"
   mkdir -p "$out"
   out="$(cd "$out" && pwd)"
@@ -106,6 +112,7 @@ set_all() {
 rollback() {
   parse_common "$@"
   [[ "$to" =~ ^[0-9]+$ ]] || die "--to must be an update number from 'pulumi stack history -s $stack' (got '${to}')"
+  setup
   local hist entry cfg cur key
   hist=$(pulumi_ stack history -s "$stack" --json --show-secrets) || die "cannot read the history of stack '$stack'"
   entry=$(jq -c --argjson n "$to" 'map(select(.version == $n)) | first // empty' <<<"$hist")
@@ -132,9 +139,12 @@ rollback() {
   pulumi_ up -s "$stack" ${yes} --message "rollback to update $to"
 }
 
-case "${1:-}" in
-  manifests) shift; manifests "$@" ;;
-  rollback) shift; rollback "$@" ;;
-  "") die "usage: tools/pulumi.sh <pulumi args> | manifests -s STACK [--out DIR] | rollback -s STACK --to N [--yes]" ;;
-  *) pulumi_ "$@" ;;
-esac
+main() {
+  case "${1:-}" in
+    manifests) shift; manifests "$@" ;;
+    rollback) shift; rollback "$@" ;;
+    ""|-h|--help) die "usage: tools/pulumi.sh <pulumi args> | manifests -s STACK [--out DIR] | rollback -s STACK --to N [--yes]" ;;
+    *) setup; pulumi_ "$@" ;;
+  esac
+}
+main "$@"

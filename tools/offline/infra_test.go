@@ -73,5 +73,14 @@ func TestInfraProgram(t *testing.T) {
 		NewImage:  img("web", 2),
 		Namespace: "pressroom",
 		Fixtures:  string(fixtures),
+		// = infra/platform's TestObjectCountsPerStack (staging) without
+		// cert-manager's namespace and Helm release (install is off here).
+		// Keep the two tables in step.
+		WantCounts: map[string]int{
+			"Namespace": 1, "ClusterIssuer": 2, "Certificate": 1, "Middleware": 3,
+			"Deployment": 6, "StatefulSet": 3, "Service": 9, "ServiceAccount": 10, "Ingress": 2,
+			"HorizontalPodAutoscaler": 2, "PodDisruptionBudget": 2, "NetworkPolicy": 13,
+			"PersistentVolumeClaim": 2, "ConfigMap": 2, "Secret": 7, "CronJob": 1,
+		},
 	}.Run(ctx, t, c, p)
 }

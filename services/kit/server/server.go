@@ -103,7 +103,7 @@ func New(o Options) *Server {
 	}, []string{"method", "route", "code"})
 	s.reg.MustRegister(requests, durations)
 
-	s.engine.ContextWithFallback = true // c.Done()/c.Value() follow the request context (trace, principal)
+	s.engine.ContextWithFallback = true                        // c.Done()/c.Value() follow the request context (trace, principal)
 	s.engine.Use(s.observe(requests, durations), s.recovery()) // observe outermost: panics are logged and counted as 500
 	s.engine.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	s.engine.GET("/readyz", s.readyz)

@@ -1,0 +1,415 @@
+// Package web is the BFF: the public site and /admin, rendered on the
+// server from the auth and article services (Connect) and media (HTTP).
+package web
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/gin-gonic/gin"
+
+	"pressroom.dev/kit/authz"
+	"pressroom.dev/kit/token"
+	"pressroom.dev/proto/gen/article/v1/articlev1connect"
+	"pressroom.dev/proto/gen/auth/v1/authv1connect"
+)
+
+// Options wires the BFF to its collaborators.
+type Options struct {
+	Site          Site
+	Auth          authv1connect.AuthServiceClient
+	Articles      articlev1connect.ArticleServiceClient
+	Media         *MediaClient
+	Verifier      *token.Verifier
+	PageCacheTTL  time.Duration // anonymous pages are served from memory this long; 0 = off
+	MediaMaxBytes int64         // upload limit shown on the form and enforced before forwarding
+	Logger        *slog.Logger
+	Now           func() time.Time
+}
+
+// App holds the handlers.
+type App struct {
+	opt    Options
+	tmpl   *renderer
+	md     *Markdown
+	cache  *pageCache
+	log    *slog.Logger
+	https  bool
+	origin string
+}
+
+func New(o Options) (*App, error) {
+	if o.Auth == nil || o.Articles == nil || o.Media == nil || o.Verifier == nil {
+		return nil, errors.New("web: Auth, Articles, Media and Verifier are required")
+	}
+	u, err := url.Parse(o.Site.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errors.New("web: PUBLIC_URL must be an absolute http(s) URL such as https://example.com")
+	}
+	o.Site.URL = u.Scheme + "://" + u.Host
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.MediaMaxBytes <= 0 {
+		o.MediaMaxBytes = 10 << 20
+	}
+	r, err := newRenderer()
+	if err != nil {
+		return nil, err
+	}
+	return &App{opt: o, tmpl: r, md: NewMarkdown(), cache: newPageCache(o.PageCacheTTL, o.Now),
+		log: o.Logger, https: u.Scheme == "https", origin: o.Site.URL}, nil
+}
+
+// Register mounts every route on the engine (and its 404 page).
+func (a *App) Register(e *gin.Engine) {
+	e.Use(a.securityHeaders, a.identify)
+	sub, _ := fs.Sub(staticFS, "static")
+	static := http.StripPrefix("/static/", http.FileServer(http.FS(sub)))
+	e.GET("/static/*file", func(c *gin.Context) {
+		c.Header("Cache-Control", "public, max-age=31536000, immutable")
+		static.ServeHTTP(c.Writer, c.Request)
+	})
+	e.GET("/", a.home)
+	e.GET("/articles/:slug", a.article)
+	e.GET("/authors/:id", a.author)
+	e.GET("/feed.xml", a.feed)
+	e.GET("/sitemap.xml", a.sitemap)
+	e.GET("/robots.txt", a.robots)
+
+	e.GET("/login", a.login)
+	e.GET("/logout", a.logoutPage)
+	e.GET("/auth/login", a.authLogin)
+	e.GET("/auth/callback", a.callback)
+	e.GET("/auth/refresh", a.refresh)
+	e.POST("/auth/logout", a.requireCSRF, a.logout)
+
+	ad := e.Group("/admin", a.requireStaff, a.limitBody)
+	ad.GET("", func(c *gin.Context) { c.Redirect(http.StatusFound, "/admin/articles") })
+	ad.GET("/articles", a.adminArticles)
+	ad.GET("/articles/new", a.editorNew)
+	ad.POST("/articles", a.requireCSRF, a.editorCreate)
+	ad.GET("/articles/:id/edit", a.editorEdit)
+	ad.POST("/articles/:id", a.requireCSRF, a.editorUpdate)
+	for _, op := range []string{"publish", "unpublish", "delete"} {
+		ad.GET("/articles/:id/"+op, a.confirmArticle(op))
+		ad.POST("/articles/:id/"+op, a.requireCSRF, a.doArticle(op))
+	}
+	ad.GET("/media", a.mediaLibrary)
+	ad.POST("/media", a.requireCSRF, a.mediaUpload)
+	ad.GET("/media/:id/delete", a.mediaConfirmDelete)
+	ad.POST("/media/:id/delete", a.requireCSRF, a.mediaDelete)
+	ad.GET("/users", a.requireAdmin, a.users)
+	ad.POST("/users/:id/roles", a.requireAdmin, a.requireCSRF, a.setRoles)
+
+	e.NoRoute(func(c *gin.Context) { a.problem(c, http.StatusNotFound, "") })
+}
+
+// limitBody caps request bodies so a form can't exhaust memory: uploads get
+// the media limit plus room for the multipart envelope, other forms 4 MiB.
+func (a *App) limitBody(c *gin.Context) {
+	n := int64(4 << 20)
+	if c.Request.URL.Path == "/admin/media" {
+		n = a.opt.MediaMaxBytes + 1<<20
+	}
+	if c.Request.Body != nil {
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, n)
+	}
+	c.Next()
+}
+
+// Invalidate drops every cached page (after a write through /admin).
+func (a *App) Invalidate() { a.cache.clear() }
+
+const (
+	ctxPrincipal = "web.principal"
+	ctxToken     = "web.token"
+)
+
+func principal(c *gin.Context) authz.Principal {
+	p, _ := c.Get(ctxPrincipal)
+	pr, _ := p.(authz.Principal)
+	return pr
+}
+
+func accessToken(c *gin.Context) string { return c.GetString(ctxToken) }
+
+// securityHeaders sets the headers every response carries.
+func (a *App) securityHeaders(c *gin.Context) {
+	h := c.Writer.Header()
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "+
+		"font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "strict-origin-when-cross-origin")
+	h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	if a.https || c.Request.TLS != nil || c.GetHeader("X-Forwarded-Proto") == "https" {
+		h.Set("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+	}
+	c.Next()
+}
+
+// identify turns a valid access-token cookie into the request's Principal.
+// A bad or expired token is ignored here: /admin sends the browser to refresh.
+func (a *App) identify(c *gin.Context) {
+	if ck, err := c.Request.Cookie(cookieAccess); err == nil && ck.Value != "" {
+		if claims, err := a.opt.Verifier.Verify(ck.Value); err == nil {
+			if p, err := authz.FromClaims(claims); err == nil {
+				c.Set(ctxPrincipal, p)
+				c.Set(ctxToken, ck.Value)
+			}
+		}
+	}
+	c.Next()
+}
+
+// rpcCtx carries the user's token to Connect calls (the kit's ForwardToken interceptor sends it).
+func (a *App) rpcCtx(c *gin.Context) context.Context {
+	ctx := c.Request.Context()
+	if tok := accessToken(c); tok != "" {
+		ctx = withToken(ctx, tok)
+	}
+	return ctx
+}
+
+// page renders a full HTML page.
+func (a *App) page(c *gin.Context, status int, name string, p *Page) {
+	body, err := a.renderPage(c, name, p)
+	if err != nil {
+		a.log.ErrorContext(c.Request.Context(), "render page", "page", name, "err", err)
+		c.Data(http.StatusInternalServerError, "text/plain; charset=utf-8", []byte("Something went wrong on our side. Please try again."))
+		return
+	}
+	if p.Admin != "" || p.User.Authenticated() {
+		c.Header("Cache-Control", "private, no-store")
+	}
+	c.Data(status, "text/html; charset=utf-8", body)
+}
+
+func (a *App) renderPage(c *gin.Context, name string, p *Page) ([]byte, error) {
+	p.Site = a.opt.Site
+	p.User = principal(c)
+	p.Path = c.Request.URL.Path
+	if p.Description == "" {
+		p.Description = a.opt.Site.Description
+	}
+	if p.User.Authenticated() {
+		p.CSRF = a.csrfToken(c)
+	}
+	return a.tmpl.render(name, p)
+}
+
+type problemData struct{ Message, Hint string }
+
+// problem renders a friendly error page; msg overrides the default text.
+func (a *App) problem(c *gin.Context, status int, msg string) {
+	title, def := "Something went wrong", "Something went wrong on our side. Please try again in a moment."
+	hint := ""
+	switch status {
+	case http.StatusNotFound:
+		title, def = "Page not found", "We couldn't find that page. It may have been moved or unpublished."
+	case http.StatusForbidden:
+		title, def = "Not allowed", "You don't have access to this page."
+	case http.StatusBadRequest:
+		title, def = "Bad request", "That request didn't make sense to us."
+	case http.StatusServiceUnavailable:
+		title, def = "Temporarily unavailable", "A part of the site is not answering right now. Please try again in a moment."
+	}
+	if msg == "" {
+		msg = def
+	}
+	if status == http.StatusForbidden && principal(c).Authenticated() && !principal(c).CanAccessAdmin() {
+		hint = "The admin area is for authors and admins. If an admin has just given you the author role, sign out and sign in again."
+	}
+	a.page(c, status, "error", &Page{Title: title, NoIndex: true, Data: problemData{Message: msg, Hint: hint}})
+	c.Abort()
+}
+
+// fail maps a service error to a page: never a stack trace, always a clear message.
+func (a *App) fail(c *gin.Context, err error) {
+	switch connect.CodeOf(err) {
+	case connect.CodeNotFound:
+		a.problem(c, http.StatusNotFound, "")
+	case connect.CodePermissionDenied:
+		a.problem(c, http.StatusForbidden, "You are not allowed to do that: "+errMessage(err))
+	case connect.CodeUnauthenticated:
+		a.toRefresh(c)
+	case connect.CodeInvalidArgument, connect.CodeAlreadyExists, connect.CodeFailedPrecondition, connect.CodeOutOfRange:
+		a.problem(c, http.StatusBadRequest, errMessage(err))
+	case connect.CodeUnavailable, connect.CodeDeadlineExceeded:
+		a.log.WarnContext(c.Request.Context(), "service unavailable", "err", err)
+		a.problem(c, http.StatusServiceUnavailable, "")
+	default:
+		var me *MediaError
+		if errors.As(err, &me) {
+			a.mediaFail(c, me)
+			return
+		}
+		a.log.ErrorContext(c.Request.Context(), "request failed", "path", c.Request.URL.Path, "err", err)
+		a.problem(c, http.StatusInternalServerError, "")
+	}
+}
+
+func (a *App) mediaFail(c *gin.Context, me *MediaError) {
+	switch me.Status {
+	case http.StatusNotFound:
+		a.problem(c, http.StatusNotFound, "")
+	case http.StatusUnauthorized:
+		a.toRefresh(c)
+	case http.StatusForbidden:
+		a.problem(c, http.StatusForbidden, "You are not allowed to do that: "+me.Message)
+	default:
+		if me.Status >= 500 {
+			a.problem(c, http.StatusServiceUnavailable, "")
+			return
+		}
+		a.problem(c, http.StatusBadRequest, me.Message)
+	}
+}
+
+// errMessage is the user-facing part of an error: a Connect message from a
+// service's own validation, never an internal error text.
+func errMessage(err error) string {
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		switch ce.Code() {
+		case connect.CodeInternal, connect.CodeUnknown, connect.CodeDataLoss:
+			return "the service failed; please try again"
+		}
+		if m := strings.TrimSpace(ce.Message()); m != "" {
+			return m
+		}
+		return ce.Code().String()
+	}
+	var me *MediaError
+	if errors.As(err, &me) {
+		return me.Message
+	}
+	return "please try again"
+}
+
+// ---- page cache: anonymous public pages, short TTL, ETag ----
+
+type cachedPage struct {
+	status int
+	ctype  string
+	body   []byte
+	etag   string
+	exp    time.Time
+}
+
+type pageCache struct {
+	ttl time.Duration
+	now func() time.Time
+	mu  sync.RWMutex
+	m   map[string]cachedPage
+}
+
+const pageCacheMax = 2000
+
+func newPageCache(ttl time.Duration, now func() time.Time) *pageCache {
+	return &pageCache{ttl: ttl, now: now, m: map[string]cachedPage{}}
+}
+
+func (pc *pageCache) get(key string) (cachedPage, bool) {
+	if pc.ttl <= 0 {
+		return cachedPage{}, false
+	}
+	pc.mu.RLock()
+	p, ok := pc.m[key]
+	pc.mu.RUnlock()
+	if !ok || pc.now().After(p.exp) {
+		return cachedPage{}, false
+	}
+	return p, true
+}
+
+func (pc *pageCache) put(key string, p cachedPage) {
+	if pc.ttl <= 0 {
+		return
+	}
+	p.exp = pc.now().Add(pc.ttl)
+	pc.mu.Lock()
+	if len(pc.m) >= pageCacheMax {
+		pc.m = map[string]cachedPage{}
+	}
+	pc.m[key] = p
+	pc.mu.Unlock()
+}
+
+func (pc *pageCache) clear() {
+	pc.mu.Lock()
+	pc.m = map[string]cachedPage{}
+	pc.mu.Unlock()
+}
+
+func etagOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return `"` + hex.EncodeToString(sum[:10]) + `"`
+}
+
+// serveCacheable writes a public response with an ETag, answering 304 when
+// the browser already has it, and keeps anonymous copies for PageCacheTTL.
+// shared=true means the body does not depend on the user at all (feeds).
+func (a *App) serveCacheable(c *gin.Context, shared bool, build func() (int, string, []byte, bool)) {
+	key := c.Request.URL.RequestURI()
+	cacheable := shared || !principal(c).Authenticated()
+	if cacheable {
+		if p, ok := a.cache.get(key); ok {
+			a.writeCached(c, p, shared)
+			return
+		}
+	}
+	status, ctype, body, ok := build()
+	if !ok {
+		return // build already wrote an error page
+	}
+	p := cachedPage{status: status, ctype: ctype, body: body, etag: etagOf(body)}
+	if cacheable && status == http.StatusOK {
+		a.cache.put(key, p)
+	}
+	a.writeCached(c, p, shared)
+}
+
+func (a *App) writeCached(c *gin.Context, p cachedPage, shared bool) {
+	h := c.Writer.Header()
+	h.Set("ETag", p.etag)
+	if !shared {
+		h.Set("Vary", "Cookie")
+	}
+	if principal(c).Authenticated() && !shared {
+		h.Set("Cache-Control", "private, no-cache")
+	} else {
+		h.Set("Cache-Control", "public, no-cache")
+	}
+	if p.status == http.StatusOK && etagMatch(c.GetHeader("If-None-Match"), p.etag) {
+		c.Status(http.StatusNotModified)
+		c.Writer.WriteHeaderNow()
+		return
+	}
+	c.Data(p.status, p.ctype, p.body)
+}
+
+func etagMatch(header, etag string) bool {
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(t), "W/"))
+		if t == etag || t == "*" {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,239 @@
+package web
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/gin-gonic/gin"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"pressroom.dev/kit/connectkit"
+	authv1 "pressroom.dev/proto/gen/auth/v1"
+)
+
+// Cookie names are part of the settings contract (README).
+const (
+	cookieAccess  = "pressroom_at"    // access token, Path=/
+	cookieRefresh = "pressroom_rt"    // refresh token, Path=/auth: only the refresh/logout handlers see it
+	cookieState   = "pressroom_state" // OIDC state bound to this browser, Path=/auth
+	cookieCSRF    = "pressroom_csrf"  // double-submit CSRF token, Path=/
+)
+
+var withToken = connectkit.WithToken
+
+func (a *App) setCookie(c *gin.Context, name, value, path string, maxAge int, sameSite http.SameSite) {
+	http.SetCookie(c.Writer, &http.Cookie{Name: name, Value: value, Path: path, MaxAge: maxAge,
+		HttpOnly: true, Secure: true, SameSite: sameSite})
+}
+
+func (a *App) clearSession(c *gin.Context) {
+	a.setCookie(c, cookieAccess, "", "/", -1, http.SameSiteLaxMode)
+	a.setCookie(c, cookieRefresh, "", "/auth", -1, http.SameSiteLaxMode)
+}
+
+func (a *App) storeTokens(c *gin.Context, t *authv1.Tokens) {
+	now := a.opt.Now()
+	a.setCookie(c, cookieAccess, t.GetAccessToken(), "/", maxAge(t.GetAccessTokenExpiresAt(), now, 15*time.Minute), http.SameSiteLaxMode)
+	a.setCookie(c, cookieRefresh, t.GetRefreshToken(), "/auth", maxAge(t.GetRefreshTokenExpiresAt(), now, 30*24*time.Hour), http.SameSiteLaxMode)
+}
+
+func maxAge(ts *timestamppb.Timestamp, now time.Time, def time.Duration) int {
+	d := def
+	if ts != nil && ts.IsValid() && ts.AsTime().After(now) {
+		d = ts.AsTime().Sub(now)
+	}
+	return int(d.Seconds())
+}
+
+// localPath keeps redirects on this site: only "/something", never "//host" or "/\host".
+func localPath(p string) string {
+	if p == "" || p[0] != '/' || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") || strings.ContainsAny(p, "\r\n") {
+		return "/"
+	}
+	return p
+}
+
+// login is the public entry point; /auth/login sees the refresh cookie.
+func (a *App) login(c *gin.Context) {
+	c.Redirect(http.StatusFound, "/auth/login?return_to="+url.QueryEscape(localPath(c.Query("return_to"))))
+}
+
+// authLogin reuses a live session when there is one, else starts OIDC through auth.
+func (a *App) authLogin(c *gin.Context) {
+	ret := localPath(c.Query("return_to"))
+	if ret == "/login" || strings.HasPrefix(ret, "/auth/") {
+		ret = "/"
+	}
+	if rt, err := c.Request.Cookie(cookieRefresh); err == nil && rt.Value != "" {
+		res, err := a.opt.Auth.Refresh(c.Request.Context(), connect.NewRequest(&authv1.RefreshRequest{RefreshToken: rt.Value}))
+		if err == nil {
+			a.storeTokens(c, res.Msg.GetTokens())
+			c.Redirect(http.StatusFound, ret)
+			return
+		}
+		a.clearSession(c)
+	}
+	res, err := a.opt.Auth.StartSignIn(c.Request.Context(), connect.NewRequest(&authv1.StartSignInRequest{ReturnTo: ret}))
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	a.setCookie(c, cookieState, res.Msg.GetState(), "/auth", 600, http.SameSiteLaxMode)
+	c.Header("Cache-Control", "no-store")
+	c.Redirect(http.StatusFound, res.Msg.GetAuthorizationUrl())
+}
+
+// callback finishes the OIDC flow: the state must match this browser's cookie.
+func (a *App) callback(c *gin.Context) {
+	c.Header("Cache-Control", "no-store")
+	if e := c.Query("error"); e != "" {
+		a.problem(c, http.StatusBadRequest, "Sign-in was cancelled or refused by the identity provider ("+e+"). You can try again from the Sign in link.")
+		return
+	}
+	state, code := c.Query("state"), c.Query("code")
+	ck, err := c.Request.Cookie(cookieState)
+	if code == "" || state == "" || err != nil || subtle.ConstantTimeCompare([]byte(ck.Value), []byte(state)) != 1 {
+		a.problem(c, http.StatusBadRequest, "This sign-in link has expired or was started in another browser. Please sign in again.")
+		return
+	}
+	a.setCookie(c, cookieState, "", "/auth", -1, http.SameSiteLaxMode)
+	res, err := a.opt.Auth.FinishSignIn(c.Request.Context(), connect.NewRequest(&authv1.FinishSignInRequest{Code: code, State: state}))
+	if err != nil {
+		switch connect.CodeOf(err) {
+		case connect.CodeUnavailable, connect.CodeInternal, connect.CodeUnknown, connect.CodeDeadlineExceeded:
+			a.fail(c, err)
+		default:
+			a.problem(c, http.StatusBadRequest, "Sign-in failed: "+errMessage(err)+". Please sign in again.")
+		}
+		return
+	}
+	a.storeTokens(c, res.Msg.GetTokens())
+	c.Redirect(http.StatusFound, localPath(res.Msg.GetReturnTo()))
+}
+
+// refresh rotates the refresh token for a new access token, then goes back.
+func (a *App) refresh(c *gin.Context) {
+	c.Header("Cache-Control", "no-store")
+	ret := localPath(c.Query("return_to"))
+	rt, err := c.Request.Cookie(cookieRefresh)
+	if err != nil || rt.Value == "" {
+		c.Redirect(http.StatusFound, "/auth/login?return_to="+url.QueryEscape(ret))
+		return
+	}
+	res, err := a.opt.Auth.Refresh(c.Request.Context(), connect.NewRequest(&authv1.RefreshRequest{RefreshToken: rt.Value}))
+	if err != nil {
+		if code := connect.CodeOf(err); code == connect.CodeUnavailable || code == connect.CodeDeadlineExceeded {
+			a.fail(c, err)
+			return
+		}
+		a.clearSession(c)
+		c.Redirect(http.StatusFound, "/auth/login?return_to="+url.QueryEscape(ret))
+		return
+	}
+	a.storeTokens(c, res.Msg.GetTokens())
+	c.Redirect(http.StatusFound, ret)
+}
+
+// toRefresh sends a browser without a usable access token through /auth/refresh.
+func (a *App) toRefresh(c *gin.Context) {
+	ret := c.Request.URL.RequestURI()
+	status := http.StatusFound
+	if c.Request.Method != http.MethodGet {
+		// A form post can't be replayed after a redirect: come back to the page it came from.
+		status = http.StatusSeeOther
+		ret = "/admin"
+		if ref, err := url.Parse(c.GetHeader("Referer")); err == nil && ref.Path != "" && sameOrigin(ref, a.origin) {
+			ret = ref.RequestURI()
+		}
+	}
+	c.Redirect(status, "/auth/refresh?return_to="+url.QueryEscape(localPath(ret)))
+	c.Abort()
+}
+
+func sameOrigin(u *url.URL, origin string) bool {
+	return u.Scheme+"://"+u.Host == origin
+}
+
+func (a *App) logoutPage(c *gin.Context) {
+	if !principal(c).Authenticated() {
+		c.Redirect(http.StatusFound, "/")
+		return
+	}
+	a.page(c, http.StatusOK, "admin_confirm", &Page{Title: "Sign out", NoIndex: true, Data: confirmData{
+		Question: "Sign out of " + a.opt.Site.Title + " on this browser?", Action: "/auth/logout",
+		Button: "Sign out", Cancel: "/"}})
+}
+
+// logout revokes the session at auth and forgets the cookies.
+func (a *App) logout(c *gin.Context) {
+	if rt, err := c.Request.Cookie(cookieRefresh); err == nil && rt.Value != "" {
+		if _, err := a.opt.Auth.SignOut(c.Request.Context(), connect.NewRequest(&authv1.SignOutRequest{RefreshToken: rt.Value})); err != nil {
+			a.log.WarnContext(c.Request.Context(), "sign-out at auth failed; cookies cleared anyway", "err", err)
+		}
+	}
+	a.clearSession(c)
+	c.Redirect(http.StatusSeeOther, "/")
+}
+
+// ---- CSRF: a random per-browser token in a SameSite=Strict cookie, echoed
+// in every form, plus an Origin check when the browser sends one.
+
+func (a *App) csrfToken(c *gin.Context) string {
+	if v, ok := c.Get(cookieCSRF); ok {
+		return v.(string)
+	}
+	if ck, err := c.Request.Cookie(cookieCSRF); err == nil && len(ck.Value) >= 32 {
+		c.Set(cookieCSRF, ck.Value)
+		return ck.Value
+	}
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	tok := base64.RawURLEncoding.EncodeToString(b)
+	a.setCookie(c, cookieCSRF, tok, "/", 0, http.SameSiteStrictMode)
+	c.Set(cookieCSRF, tok)
+	return tok
+}
+
+func (a *App) requireCSRF(c *gin.Context) {
+	if o := c.GetHeader("Origin"); o != "" && o != a.origin {
+		a.problem(c, http.StatusForbidden, "This form was sent from another site ("+o+"), so it was refused.")
+		return
+	}
+	ck, err := c.Request.Cookie(cookieCSRF)
+	// The multipart upload's field is read from the parsed form too.
+	form := c.PostForm("csrf")
+	if err != nil || ck.Value == "" || subtle.ConstantTimeCompare([]byte(ck.Value), []byte(form)) != 1 {
+		a.problem(c, http.StatusForbidden, "This form has expired. Go back, reload the page and try again.")
+		return
+	}
+	c.Next()
+}
+
+// requireStaff guards /admin: anonymous → sign in, readers → a friendly 403.
+func (a *App) requireStaff(c *gin.Context) {
+	c.Header("Cache-Control", "private, no-store")
+	p := principal(c)
+	if !p.Authenticated() {
+		a.toRefresh(c)
+		return
+	}
+	if !p.CanAccessAdmin() {
+		a.problem(c, http.StatusForbidden, "The admin area is only for authors and admins.")
+		return
+	}
+	c.Next()
+}
+
+func (a *App) requireAdmin(c *gin.Context) {
+	if !principal(c).CanManageUsers() {
+		a.problem(c, http.StatusForbidden, "Only admins can manage users.")
+		return
+	}
+	c.Next()
+}

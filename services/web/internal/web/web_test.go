@@ -1,0 +1,692 @@
+package web
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/xml"
+	"io"
+	"log/slog"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"net/textproto"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/gin-gonic/gin"
+
+	"pressroom.dev/kit/connectkit"
+	"pressroom.dev/kit/token"
+	articlev1 "pressroom.dev/proto/gen/article/v1"
+	"pressroom.dev/proto/gen/article/v1/articlev1connect"
+	authv1 "pressroom.dev/proto/gen/auth/v1"
+	"pressroom.dev/proto/gen/auth/v1/authv1connect"
+)
+
+const origin = "https://news.example.com"
+
+type harness struct {
+	t        *testing.T
+	web      *httptest.Server
+	app      *App
+	signer   *token.Signer
+	articles *fakeArticles
+	auth     *fakeAuth
+	media    *fakeMedia
+}
+
+var testKey = func() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	gin.SetMode(gin.TestMode)
+	signer := token.NewSigner(testKey, "pressroom-auth", []string{"pressroom"}, 15*time.Minute)
+	verifier, err := token.NewVerifier([]*rsa.PublicKey{&testKey.PublicKey}, "pressroom-auth", "pressroom")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, signer: signer, articles: newFakeArticles(),
+		auth:  &fakeAuth{signer: signer, setRoles: map[string][]string{}},
+		media: &fakeMedia{verifier: verifier}}
+	h.auth.users = []*authv1.User{
+		{Id: "u-admin", Email: "ada@example.com", Name: "Ada Admin", Roles: []string{"admin"}},
+		{Id: "u-author", Email: "wren@example.com", Name: "Wren Writer", Roles: []string{"author"}},
+		{Id: "u-reader", Email: "rory@example.com", Name: "Rory Reader", Roles: []string{"reader"}},
+	}
+	artPath, artH := articlev1connect.NewArticleServiceHandler(h.articles, connect.WithInterceptors(
+		connectkit.AuthInterceptor(verifier, connectkit.AllowAnonymous(
+			articlev1connect.ArticleServiceGetArticleProcedure, articlev1connect.ArticleServiceListArticlesProcedure))))
+	authPath, authH := authv1connect.NewAuthServiceHandler(h.auth, connect.WithInterceptors(
+		connectkit.AuthInterceptor(verifier, connectkit.AllowAnonymous(
+			authv1connect.AuthServiceStartSignInProcedure, authv1connect.AuthServiceFinishSignInProcedure,
+			authv1connect.AuthServiceRefreshProcedure, authv1connect.AuthServiceSignOutProcedure))))
+	artSrv, authSrv, mediaSrv := serveConnect(artPath, artH), serveConnect(authPath, authH), httptest.NewServer(h.media)
+	t.Cleanup(func() { artSrv.Close(); authSrv.Close(); mediaSrv.Close() })
+	ics := connect.WithInterceptors(connectkit.ForwardToken())
+	h.app, err = New(Options{
+		Site:         Site{Title: "The Harbour Gazette", Description: "Local news.", URL: origin},
+		Auth:         authv1connect.NewAuthServiceClient(http.DefaultClient, authSrv.URL, ics),
+		Articles:     articlev1connect.NewArticleServiceClient(http.DefaultClient, artSrv.URL, ics),
+		Media:        NewMediaClient(mediaSrv.URL, nil),
+		Verifier:     verifier,
+		PageCacheTTL: time.Minute,
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := gin.New()
+	h.app.Register(e)
+	h.web = httptest.NewServer(e)
+	t.Cleanup(h.web.Close)
+	return h
+}
+
+func (h *harness) tok(userID string) string {
+	u := h.auth.user(userID)
+	tok, err := h.signer.Sign(u.Id, u.Email, u.Name, u.Roles)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return tok
+}
+
+type req struct {
+	method, path string
+	form         url.Values
+	tok          string // access-token cookie
+	csrf         string // CSRF cookie and form field ("" = none)
+	cookies      []*http.Cookie
+	header       map[string]string
+	body         io.Reader
+	ctype        string
+}
+
+var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+func (h *harness) do(r req) (*http.Response, string) {
+	h.t.Helper()
+	if r.method == "" {
+		r.method = http.MethodGet
+	}
+	body := r.body
+	if r.form != nil {
+		if r.csrf != "" {
+			r.form.Set("csrf", r.csrf)
+		}
+		body = strings.NewReader(r.form.Encode())
+		r.ctype = "application/x-www-form-urlencoded"
+	}
+	hr, err := http.NewRequest(r.method, h.web.URL+r.path, body)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if r.ctype != "" {
+		hr.Header.Set("Content-Type", r.ctype)
+	}
+	if r.tok != "" {
+		hr.AddCookie(&http.Cookie{Name: cookieAccess, Value: r.tok})
+	}
+	if r.csrf != "" {
+		hr.AddCookie(&http.Cookie{Name: cookieCSRF, Value: r.csrf})
+	}
+	for _, c := range r.cookies {
+		hr.AddCookie(c)
+	}
+	for k, v := range r.header {
+		hr.Header.Set(k, v)
+	}
+	resp, err := noRedirect.Do(hr)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b)
+}
+
+const csrfTok = "csrf-0123456789abcdef0123456789abcdef"
+
+func (h *harness) published(title, slug, body string) *articlev1.Article {
+	return h.articles.add(&articlev1.Article{Title: title, Slug: slug, Summary: "About " + title, BodyMarkdown: body,
+		AuthorId: "u-author", AuthorName: "Wren Writer", CoverMedia: "/media/cover.png",
+		Status: articlev1.ArticleStatus_ARTICLE_STATUS_PUBLISHED})
+}
+
+func mustContain(t *testing.T, body string, subs ...string) {
+	t.Helper()
+	for _, s := range subs {
+		if !strings.Contains(body, s) {
+			t.Fatalf("page lacks %q:\n%s", s, body)
+		}
+	}
+}
+
+func mustNotContain(t *testing.T, body string, subs ...string) {
+	t.Helper()
+	for _, s := range subs {
+		if strings.Contains(body, s) {
+			t.Fatalf("page must not contain %q:\n%s", s, body)
+		}
+	}
+}
+
+func TestHomeListsPublishedArticlesWithHeadersAndETag(t *testing.T) {
+	h := newHarness(t)
+	h.published("Tides of March", "tides-of-march", "Body")
+	h.articles.add(&articlev1.Article{Title: "Secret draft", Slug: "secret-draft", AuthorId: "u-author"})
+
+	resp, body := h.do(req{path: "/"})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET / = %d", resp.StatusCode)
+	}
+	mustContain(t, body, "Tides of March", "About Tides of March", "Wren Writer", `href="/articles/tides-of-march"`,
+		`src="/media/cover.png"`, "<title>The Harbour Gazette</title>", `property="og:title"`, `rel="alternate" type="application/atom+xml"`)
+	mustNotContain(t, body, "Secret draft")
+
+	csp := resp.Header.Get("Content-Security-Policy")
+	if !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") || !strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Fatalf("weak CSP: %q", csp)
+	}
+	for hdr, want := range map[string]string{"Referrer-Policy": "strict-origin-when-cross-origin", "X-Content-Type-Options": "nosniff",
+		"Strict-Transport-Security": "max-age=31536000; includeSubDomains"} {
+		if got := resp.Header.Get(hdr); got != want {
+			t.Errorf("%s = %q, want %q", hdr, got, want)
+		}
+	}
+	etag := resp.Header.Get("ETag")
+	if etag == "" {
+		t.Fatal("no ETag on the home page")
+	}
+	resp, body = h.do(req{path: "/", header: map[string]string{"If-None-Match": etag}})
+	if resp.StatusCode != http.StatusNotModified || body != "" {
+		t.Fatalf("conditional GET = %d with %d bytes, want 304 and no body", resp.StatusCode, len(body))
+	}
+	// Served from the page cache: one ListArticles call for both requests.
+	if n := h.articles.calls["ListArticles"]; n != 1 {
+		t.Fatalf("ListArticles called %d times, want 1 (cached)", n)
+	}
+}
+
+func TestHomePaging(t *testing.T) {
+	h := newHarness(t)
+	for i := 0; i < homePageSize+3; i++ {
+		h.published("Story "+string(rune('A'+i)), "story-"+string(rune('a'+i)), "x")
+	}
+	_, body := h.do(req{path: "/"})
+	mustContain(t, body, `rel="next"`, "?after=12")
+	_, body = h.do(req{path: "/?after=12"})
+	mustContain(t, body, "Story C", "Story A", `name="robots" content="noindex"`)
+	mustNotContain(t, body, "Story D", `rel="next"`)
+}
+
+func TestArticlePageRendersSanitizedMarkdown(t *testing.T) {
+	h := newHarness(t)
+	h.published("Night shift", "night-shift", "# Heading\n\nSome *emphasis* and a [link](https://example.org).\n\n"+
+		"<script>alert(1)</script>\n<img src=x onerror=alert(2)>\n[bad](javascript:alert(3))\n<p style=\"color:red\" onclick=\"x()\">styled</p>\n<iframe src=\"https://evil.example\"></iframe>")
+	resp, body := h.do(req{path: "/articles/night-shift"})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	mustContain(t, body, "<h1>Heading</h1>", "<em>emphasis</em>", `href="https://example.org"`,
+		`<meta property="og:type" content="article">`, `<meta property="og:image" content="https://news.example.com/media/cover.png">`,
+		`<link rel="canonical" href="https://news.example.com/articles/night-shift">`, "<title>Night shift · The Harbour Gazette</title>",
+		`<meta name="description" content="About Night shift">`)
+	mustNotContain(t, body, "<script", "onerror", "javascript:", "onclick", `style="`, "<iframe")
+}
+
+func TestDraftsAndUnknownPagesAre404(t *testing.T) {
+	h := newHarness(t)
+	h.articles.add(&articlev1.Article{Title: "Draft", Slug: "draft-one", AuthorId: "u-author"})
+	for _, p := range []string{"/articles/draft-one", "/articles/nope", "/no/such/page", "/authors/nobody"} {
+		resp, body := h.do(req{path: p})
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s = %d, want 404", p, resp.StatusCode)
+		}
+		mustContain(t, body, `id="problem"`)
+	}
+	// Its author can look at it at the public address, marked as a draft.
+	resp, body := h.do(req{path: "/articles/draft-one", tok: h.tok("u-author")})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("author viewing own draft = %d", resp.StatusCode)
+	}
+	mustContain(t, body, "<strong>Draft</strong>", `content="noindex"`)
+}
+
+func TestServiceOutageIsAFriendlyPage(t *testing.T) {
+	h := newHarness(t)
+	h.articles.failWith = connect.NewError(connect.CodeInternal, io.ErrUnexpectedEOF)
+	resp, body := h.do(req{path: "/"})
+	if resp.StatusCode != http.StatusInternalServerError {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	mustContain(t, body, "Something went wrong")
+	mustNotContain(t, body, "unexpected EOF", "goroutine")
+	h.articles.failWith = connect.NewError(connect.CodeUnavailable, io.EOF)
+	resp, _ = h.do(req{path: "/?after=1"})
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("unavailable backend = %d, want 503", resp.StatusCode)
+	}
+}
+
+func TestFeedAndSitemap(t *testing.T) {
+	h := newHarness(t)
+	h.published("First & best", "first", "Hello <b>world</b>")
+	h.published("Second", "second", "More")
+	resp, body := h.do(req{path: "/feed.xml"})
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/atom+xml") {
+		t.Fatalf("feed content type %q", ct)
+	}
+	var feed atomFeed
+	if err := xml.Unmarshal([]byte(body), &feed); err != nil {
+		t.Fatalf("feed is not XML: %v\n%s", err, body)
+	}
+	if len(feed.Entries) != 2 || feed.Entries[1].Title != "First & best" || feed.Entries[0].Link.Href != origin+"/articles/second" {
+		t.Fatalf("feed entries: %+v", feed.Entries)
+	}
+	_, body = h.do(req{path: "/sitemap.xml"})
+	var set struct {
+		URLs []struct {
+			Loc string `xml:"loc"`
+		} `xml:"url"`
+	}
+	if err := xml.Unmarshal([]byte(body), &set); err != nil {
+		t.Fatalf("sitemap is not XML: %v", err)
+	}
+	var locs []string
+	for _, u := range set.URLs {
+		locs = append(locs, u.Loc)
+	}
+	got := strings.Join(locs, " ")
+	for _, want := range []string{origin + "/", origin + "/articles/first", origin + "/articles/second", origin + "/authors/u-author"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("sitemap lacks %s: %s", want, got)
+		}
+	}
+}
+
+func TestAuthorPage(t *testing.T) {
+	h := newHarness(t)
+	h.published("By Wren", "by-wren", "x")
+	h.articles.add(&articlev1.Article{Title: "Other", Slug: "other", AuthorId: "u-admin", AuthorName: "Ada",
+		Status: articlev1.ArticleStatus_ARTICLE_STATUS_PUBLISHED})
+	_, body := h.do(req{path: "/authors/u-author"})
+	mustContain(t, body, "Articles by Wren Writer", "By Wren")
+	mustNotContain(t, body, ">Other<")
+}
+
+func TestSignInFlowSetsSecureCookies(t *testing.T) {
+	h := newHarness(t)
+	resp, _ := h.do(req{path: "/login?return_to=/admin"})
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusFound || loc != "/auth/login?return_to=%2Fadmin" {
+		t.Fatalf("/login → %d %q", resp.StatusCode, loc)
+	}
+	resp, _ = h.do(req{path: "/auth/login?return_to=/admin"})
+	if loc := resp.Header.Get("Location"); !strings.HasPrefix(loc, "https://id.example.com/authorize") || !strings.Contains(loc, "return=/admin") {
+		t.Fatalf("/auth/login redirects to %q", loc)
+	}
+	state := cookieNamed(resp, cookieState)
+	if state == nil || state.Value != "st-123" || state.Path != "/auth" || !state.HttpOnly || !state.Secure {
+		t.Fatalf("state cookie: %+v", state)
+	}
+
+	// A callback whose state doesn't match this browser is refused.
+	resp, body := h.do(req{path: "/auth/callback?code=code-u-author&state=st-123"})
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("callback without state cookie = %d", resp.StatusCode)
+	}
+	mustContain(t, body, "sign in again")
+
+	resp, _ = h.do(req{path: "/auth/callback?code=code-u-author&state=st-123", cookies: []*http.Cookie{{Name: cookieState, Value: "st-123"}}})
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/admin" {
+		t.Fatalf("callback → %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	at, rt := cookieNamed(resp, cookieAccess), cookieNamed(resp, cookieRefresh)
+	if at == nil || at.Path != "/" || !at.HttpOnly || !at.Secure || at.SameSite != http.SameSiteLaxMode || at.MaxAge < 800 || at.MaxAge > 900 {
+		t.Fatalf("access cookie: %+v", at)
+	}
+	if rt == nil || rt.Value != "rt-u-author" || rt.Path != "/auth" || !rt.HttpOnly || !rt.Secure || rt.SameSite != http.SameSiteLaxMode {
+		t.Fatalf("refresh cookie: %+v", rt)
+	}
+	// The new access token works at /admin.
+	resp, _ = h.do(req{path: "/admin/articles", tok: at.Value})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/admin with the new token = %d", resp.StatusCode)
+	}
+	// A bad code shows the reason.
+	resp, body = h.do(req{path: "/auth/callback?code=code-nobody&state=st-123", cookies: []*http.Cookie{{Name: cookieState, Value: "st-123"}}})
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("bad code = %d", resp.StatusCode)
+	}
+	mustContain(t, body, "invalid or expired")
+}
+
+func TestOpenRedirectsAreRefused(t *testing.T) {
+	for _, in := range []string{"https://evil.example", "//evil.example", "/\\evil.example", "javascript:alert(1)", "", "admin", "/ok\r\nX: y"} {
+		if got := localPath(in); got != "/" {
+			t.Errorf("localPath(%q) = %q, want /", in, got)
+		}
+	}
+	if got := localPath("/admin/articles?status=draft"); got != "/admin/articles?status=draft" {
+		t.Errorf("local path rewritten: %q", got)
+	}
+}
+
+func TestExpiredSessionRefreshesTransparently(t *testing.T) {
+	h := newHarness(t)
+	// No access token: /admin goes through refresh and comes back.
+	resp, _ := h.do(req{path: "/admin/articles?status=draft"})
+	if loc := resp.Header.Get("Location"); loc != "/auth/refresh?return_to=%2Fadmin%2Farticles%3Fstatus%3Ddraft" {
+		t.Fatalf("anonymous /admin → %q", loc)
+	}
+	resp, _ = h.do(req{path: "/auth/refresh?return_to=/admin/articles", cookies: []*http.Cookie{{Name: cookieRefresh, Value: "rt-u-author"}}})
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/admin/articles" || cookieNamed(resp, cookieAccess) == nil {
+		t.Fatalf("refresh → %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	// An invalid refresh token clears the cookies and starts a sign-in.
+	resp, _ = h.do(req{path: "/auth/refresh?return_to=/admin", cookies: []*http.Cookie{{Name: cookieRefresh, Value: "rt-stolen"}}})
+	if loc := resp.Header.Get("Location"); loc != "/auth/login?return_to=%2Fadmin" {
+		t.Fatalf("bad refresh → %q", loc)
+	}
+	if c := cookieNamed(resp, cookieRefresh); c == nil || c.MaxAge >= 0 {
+		t.Fatalf("refresh cookie not cleared: %+v", c)
+	}
+	// An expired access token counts as none.
+	expired, _ := token.NewSigner(testKey, "pressroom-auth", []string{"pressroom"}, -time.Minute).Sign("u-author", "w@example.com", "W", []string{"author"})
+	resp, _ = h.do(req{path: "/admin", tok: expired})
+	if !strings.HasPrefix(resp.Header.Get("Location"), "/auth/refresh") {
+		t.Fatalf("expired token at /admin → %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+func TestLogoutRevokesAndClears(t *testing.T) {
+	h := newHarness(t)
+	resp, _ := h.do(req{method: http.MethodPost, path: "/auth/logout", form: url.Values{}, csrf: csrfTok, tok: h.tok("u-reader"),
+		cookies: []*http.Cookie{{Name: cookieRefresh, Value: "rt-u-reader"}}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("logout = %d", resp.StatusCode)
+	}
+	if len(h.auth.signOuts) != 1 || h.auth.signOuts[0] != "rt-u-reader" {
+		t.Fatalf("auth SignOut calls: %v", h.auth.signOuts)
+	}
+	if c := cookieNamed(resp, cookieAccess); c == nil || c.MaxAge >= 0 {
+		t.Fatalf("access cookie not cleared")
+	}
+	// Without the CSRF token nothing is revoked.
+	resp, _ = h.do(req{method: http.MethodPost, path: "/auth/logout", form: url.Values{}, tok: h.tok("u-reader"),
+		cookies: []*http.Cookie{{Name: cookieRefresh, Value: "rt-u-reader"}}})
+	if resp.StatusCode != http.StatusForbidden || len(h.auth.signOuts) != 1 {
+		t.Fatalf("logout without CSRF = %d, signOuts %d", resp.StatusCode, len(h.auth.signOuts))
+	}
+}
+
+func TestReadersGetAFriendly403(t *testing.T) {
+	h := newHarness(t)
+	for _, p := range []string{"/admin", "/admin/articles/new", "/admin/media", "/admin/users"} {
+		resp, body := h.do(req{path: p, tok: h.tok("u-reader")})
+		if resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("reader at %s = %d", p, resp.StatusCode)
+		}
+		mustContain(t, body, "only for authors and admins", "sign out and sign in again")
+		mustNotContain(t, body, `id="editor"`)
+	}
+	resp, body := h.do(req{path: "/admin/users", tok: h.tok("u-author")})
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("author at /admin/users = %d", resp.StatusCode)
+	}
+	mustContain(t, body, "Only admins can manage users")
+}
+
+func TestCSRFIsRequiredOnEveryStateChange(t *testing.T) {
+	h := newHarness(t)
+	a := h.articles.add(&articlev1.Article{Title: "Mine", Slug: "mine", AuthorId: "u-author"})
+	tok := h.tok("u-author")
+	posts := []string{"/admin/articles", "/admin/articles/" + a.Id, "/admin/articles/" + a.Id + "/publish",
+		"/admin/articles/" + a.Id + "/unpublish", "/admin/articles/" + a.Id + "/delete", "/admin/media", "/admin/media/m1/delete"}
+	for _, p := range posts {
+		resp, body := h.do(req{method: http.MethodPost, path: p, tok: tok, form: url.Values{"title": {"x"}}})
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("POST %s without CSRF = %d", p, resp.StatusCode)
+		}
+		mustContain(t, body, "form has expired")
+		// Wrong token.
+		resp, _ = h.do(req{method: http.MethodPost, path: p, tok: tok, form: url.Values{"csrf": {"nope"}}, cookies: []*http.Cookie{{Name: cookieCSRF, Value: csrfTok}}})
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("POST %s with a wrong CSRF token = %d", p, resp.StatusCode)
+		}
+	}
+	// Right token, foreign Origin.
+	resp, body := h.do(req{method: http.MethodPost, path: "/admin/articles", tok: tok, csrf: csrfTok, form: url.Values{"title": {"x"}},
+		header: map[string]string{"Origin": "https://evil.example"}})
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-origin POST = %d", resp.StatusCode)
+	}
+	mustContain(t, body, "another site")
+	if n := h.articles.calls["CreateArticle"] + h.articles.calls["PublishArticle"] + h.articles.calls["DeleteArticle"]; n != 0 {
+		t.Fatalf("%d state-changing calls reached the article service", n)
+	}
+	// Pages with forms carry the token and set the cookie.
+	resp, body = h.do(req{path: "/admin/articles/new", tok: tok})
+	c := cookieNamed(resp, cookieCSRF)
+	if c == nil || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode {
+		t.Fatalf("CSRF cookie: %+v", c)
+	}
+	mustContain(t, body, `name="csrf" value="`+c.Value+`"`)
+}
+
+func TestWriteAndPublishAnArticle(t *testing.T) {
+	h := newHarness(t)
+	h.media.items = []MediaItem{{ID: "m1", Filename: "boat.png", URL: "/media/boat.png", ContentType: "image/png", Size: 2048}}
+	tok := h.tok("u-author")
+	// The public home page is cached before the article exists.
+	_, body := h.do(req{path: "/"})
+	mustNotContain(t, body, "Harbour lights")
+
+	// Editor offers the media library as covers.
+	_, body = h.do(req{path: "/admin/articles/new", tok: tok})
+	mustContain(t, body, `value="/media/boat.png"`, "Save draft", "Preview")
+
+	// Preview renders (sanitized) without saving.
+	form := url.Values{"title": {"Harbour lights"}, "summary": {"Night on the quay"}, "body": {"**bold** <script>x()</script>"},
+		"cover_media": {"/media/boat.png"}, "action": {"preview"}}
+	resp, body := h.do(req{method: http.MethodPost, path: "/admin/articles", tok: tok, csrf: csrfTok, form: form})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("preview = %d", resp.StatusCode)
+	}
+	mustContain(t, body, `id="preview"`, "<strong>bold</strong>", `value="Harbour lights"`)
+	mustNotContain(t, body, "<script>x()")
+	if h.articles.calls["CreateArticle"] != 0 {
+		t.Fatal("preview saved the article")
+	}
+
+	// Save creates a draft, with the user's token forwarded to the service.
+	form.Set("action", "save")
+	resp, _ = h.do(req{method: http.MethodPost, path: "/admin/articles", tok: tok, csrf: csrfTok, form: form})
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasSuffix(loc, "/edit?done=created") {
+		t.Fatalf("save → %d %q", resp.StatusCode, loc)
+	}
+	if h.articles.lastTok != tok {
+		t.Fatal("the user's token was not forwarded to the article service")
+	}
+	id := strings.Split(loc, "/")[3]
+	_, body = h.do(req{path: loc, tok: tok})
+	mustContain(t, body, "Article created as a draft.", `value="harbour-lights"`, `id="publish"`)
+
+	// Publish asks first, then publishes; the cached home page shows it at once.
+	_, body = h.do(req{path: "/admin/articles/" + id + "/publish", tok: tok})
+	mustContain(t, body, "Publish “Harbour lights”?", `action="/admin/articles/`+id+`/publish"`)
+	resp, _ = h.do(req{method: http.MethodPost, path: "/admin/articles/" + id + "/publish", tok: tok, csrf: csrfTok, form: url.Values{}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("publish = %d", resp.StatusCode)
+	}
+	_, body = h.do(req{path: "/"})
+	mustContain(t, body, "Harbour lights", `src="/media/boat.png"`)
+
+	// Unpublish takes it off the site.
+	resp, _ = h.do(req{method: http.MethodPost, path: "/admin/articles/" + id + "/unpublish", tok: tok, csrf: csrfTok, form: url.Values{}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("unpublish = %d", resp.StatusCode)
+	}
+	_, body = h.do(req{path: "/"})
+	mustNotContain(t, body, "Harbour lights")
+	resp, _ = h.do(req{path: "/articles/harbour-lights"})
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("unpublished article = %d", resp.StatusCode)
+	}
+
+	// Delete.
+	resp, _ = h.do(req{method: http.MethodPost, path: "/admin/articles/" + id + "/delete", tok: tok, csrf: csrfTok, form: url.Values{}})
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/admin/articles?done=deleted" {
+		t.Fatalf("delete → %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if len(h.articles.byID) != 0 {
+		t.Fatal("article not deleted")
+	}
+}
+
+func TestServiceRefusalsShowOnTheForm(t *testing.T) {
+	h := newHarness(t)
+	h.articles.add(&articlev1.Article{Title: "Taken", Slug: "taken", AuthorId: "u-admin"})
+	tok := h.tok("u-author")
+	resp, body := h.do(req{method: http.MethodPost, path: "/admin/articles", tok: tok, csrf: csrfTok,
+		form: url.Values{"title": {"Another"}, "slug": {"taken"}, "body": {"my words"}, "action": {"save"}}})
+	if resp.StatusCode != http.StatusUnprocessableEntity {
+		t.Fatalf("duplicate slug = %d", resp.StatusCode)
+	}
+	mustContain(t, body, "Not saved: the slug &#34;taken&#34; is taken; choose another.", "my words")
+
+	// Missing title is caught before the call.
+	resp, body = h.do(req{method: http.MethodPost, path: "/admin/articles", tok: tok, csrf: csrfTok, form: url.Values{"body": {"x"}, "action": {"save"}}})
+	if resp.StatusCode != http.StatusUnprocessableEntity {
+		t.Fatalf("no title = %d", resp.StatusCode)
+	}
+	mustContain(t, body, "Please give the article a title.")
+
+	// Someone else's article: the service's rule is enforced and shown.
+	other := h.articles.add(&articlev1.Article{Title: "Ada's", Slug: "adas", AuthorId: "u-admin", Status: articlev1.ArticleStatus_ARTICLE_STATUS_PUBLISHED})
+	resp, body = h.do(req{method: http.MethodPost, path: "/admin/articles/" + other.Id + "/unpublish", tok: tok, csrf: csrfTok, form: url.Values{}})
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("unpublish someone else's = %d", resp.StatusCode)
+	}
+	mustContain(t, body, "you can only change your own articles")
+	mustNotContain(t, body, "goroutine", "rpc error")
+}
+
+func TestAdminArticleListFiltersByStatus(t *testing.T) {
+	h := newHarness(t)
+	h.published("Out there", "out-there", "x")
+	h.articles.add(&articlev1.Article{Title: "In progress", Slug: "in-progress", AuthorId: "u-author"})
+	h.articles.add(&articlev1.Article{Title: "Ada's draft", Slug: "ada-draft", AuthorId: "u-admin"})
+	tok := h.tok("u-author")
+	_, body := h.do(req{path: "/admin/articles", tok: tok})
+	mustContain(t, body, "Out there", "In progress")
+	mustNotContain(t, body, "Ada&#39;s draft")
+	_, body = h.do(req{path: "/admin/articles?status=draft", tok: tok})
+	mustContain(t, body, "In progress")
+	mustNotContain(t, body, "Out there")
+	_, body = h.do(req{path: "/admin/articles", tok: h.tok("u-admin")})
+	mustContain(t, body, "Ada&#39;s draft", "Out there", "In progress", `href="/admin/users"`)
+}
+
+func TestMediaLibraryUploadListDelete(t *testing.T) {
+	h := newHarness(t)
+	tok := h.tok("u-author")
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	_ = mw.WriteField("csrf", csrfTok)
+	hdr := textproto.MIMEHeader{}
+	hdr.Set("Content-Disposition", `form-data; name="file"; filename="quay.png"`)
+	hdr.Set("Content-Type", "image/png")
+	part, _ := mw.CreatePart(hdr)
+	png := []byte("\x89PNG\r\n\x1a\n-not-really-but-bytes")
+	part.Write(png)
+	mw.Close()
+	resp, _ := h.do(req{method: http.MethodPost, path: "/admin/media", tok: tok, body: &buf, ctype: mw.FormDataContentType(),
+		cookies: []*http.Cookie{{Name: cookieCSRF, Value: csrfTok}}})
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/admin/media?done=uploaded" {
+		t.Fatalf("upload → %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if len(h.media.uploads) != 1 || !bytes.Equal(h.media.uploads[0], png) {
+		t.Fatalf("media service received %d uploads", len(h.media.uploads))
+	}
+	_, body := h.do(req{path: "/admin/media?done=uploaded", tok: tok})
+	mustContain(t, body, "File uploaded.", `src="/media/quay.png"`, `href="/admin/media/m1/delete"`)
+
+	// A refusal from media is shown on the page.
+	buf.Reset()
+	mw = multipart.NewWriter(&buf)
+	_ = mw.WriteField("csrf", csrfTok)
+	hdr.Set("Content-Disposition", `form-data; name="file"; filename="notes.txt"`)
+	hdr.Set("Content-Type", "text/plain")
+	part, _ = mw.CreatePart(hdr)
+	part.Write([]byte("hello"))
+	mw.Close()
+	resp, body = h.do(req{method: http.MethodPost, path: "/admin/media", tok: tok, body: &buf, ctype: mw.FormDataContentType(),
+		cookies: []*http.Cookie{{Name: cookieCSRF, Value: csrfTok}}})
+	if resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Fatalf("text upload = %d", resp.StatusCode)
+	}
+	mustContain(t, body, "Upload refused: only images are accepted")
+
+	resp, _ = h.do(req{method: http.MethodPost, path: "/admin/media/m1/delete", tok: tok, csrf: csrfTok, form: url.Values{}})
+	if resp.StatusCode != http.StatusSeeOther || len(h.media.items) != 0 {
+		t.Fatalf("delete = %d, items left %d", resp.StatusCode, len(h.media.items))
+	}
+}
+
+func TestAdminManagesRoles(t *testing.T) {
+	h := newHarness(t)
+	tok := h.tok("u-admin")
+	_, body := h.do(req{path: "/admin/users", tok: tok})
+	mustContain(t, body, "rory@example.com", `action="/admin/users/u-reader/roles"`)
+	resp, _ := h.do(req{method: http.MethodPost, path: "/admin/users/u-reader/roles", tok: tok, csrf: csrfTok,
+		form: url.Values{"roles": {"author", "reader"}}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("set roles = %d", resp.StatusCode)
+	}
+	if got := strings.Join(h.auth.setRoles["u-reader"], ","); got != "author,reader" {
+		t.Fatalf("SetRoles got %q", got)
+	}
+	_, body = h.do(req{path: "/admin/users?done=roles", tok: tok})
+	mustContain(t, body, "Roles saved.")
+	// An unknown role is refused by auth, and the page says why.
+	resp, body = h.do(req{method: http.MethodPost, path: "/admin/users/u-reader/roles", tok: tok, csrf: csrfTok,
+		form: url.Values{"roles": {"superuser"}}})
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("bad role = %d", resp.StatusCode)
+	}
+	mustContain(t, body, "superuser")
+}
+
+func TestStaticFilesAreCacheable(t *testing.T) {
+	h := newHarness(t)
+	_, body := h.do(req{path: "/"})
+	i := strings.Index(body, "/static/style.css?v=")
+	if i < 0 {
+		t.Fatal("no versioned stylesheet link")
+	}
+	resp, css := h.do(req{path: body[i : i+len("/static/style.css?v=")+12]})
+	if resp.StatusCode != http.StatusOK || !strings.Contains(css, ".masthead") || !strings.Contains(resp.Header.Get("Cache-Control"), "immutable") {
+		t.Fatalf("stylesheet: %d %q", resp.StatusCode, resp.Header.Get("Cache-Control"))
+	}
+}
+
+func cookieNamed(resp *http.Response, name string) *http.Cookie {
+	for _, c := range resp.Cookies() {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}

@@ -1,0 +1,255 @@
+package devlaunch
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	natsserver "github.com/nats-io/nats-server/v2/server"
+)
+
+// Databases are the four service databases; each gets a role of the same
+// name (without _db) that owns it, like the cluster's postgres-init ConfigMap.
+var Databases = []string{"auth", "article", "media", "notification"}
+
+const pgBinDir = "/usr/lib/postgresql/15/bin"
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func secret() string {
+	b := make([]byte, 18)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// readSecret keeps generated passwords stable across runs with DEV_DATA.
+func readSecret(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	s := secret()
+	return s, os.WriteFile(path, []byte(s+"\n"), 0o600)
+}
+
+func pgBin(name string) (string, error) {
+	p := filepath.Join(pgBinDir, name)
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("%s not found in %s or PATH: run `make deps` (Debian package postgresql-15)", name, pgBinDir)
+}
+
+// pgCredential: Postgres refuses to run as root, so run it as the postgres user then.
+func pgCredential() (*syscall.Credential, int, int, error) {
+	if os.Geteuid() != 0 {
+		return nil, -1, -1, nil
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, 0, 0, errors.New("running as root needs the `postgres` system user (Debian package postgresql-15)")
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, uid, gid, nil
+}
+
+type postgres struct {
+	proc     *proc
+	port     int
+	password string // superuser
+	dir      string
+}
+
+func (p *postgres) dsn(user, password, db string) string {
+	return fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/%s?sslmode=disable", user, password, p.port, db)
+}
+
+// startPostgres initialises (first run only) and starts a cluster in dir, then
+// makes sure every service database and role exists.
+func (l *Launcher) startPostgres(ctx context.Context, dir string) (*postgres, map[string]string, error) {
+	cred, uid, gid, err := pgCredential()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, err
+	}
+	pw, err := readSecret(filepath.Join(l.secretsDir, "postgres-superuser"))
+	if err != nil {
+		return nil, nil, err
+	}
+	data := filepath.Join(dir, "data")
+	if cred != nil {
+		if err := os.Chown(dir, uid, gid); err != nil {
+			return nil, nil, err
+		}
+	}
+	if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); err != nil {
+		initdb, err := pgBin("initdb")
+		if err != nil {
+			return nil, nil, err
+		}
+		pwfile := filepath.Join(dir, "pwfile")
+		if err := os.WriteFile(pwfile, []byte(pw+"\n"), 0o600); err != nil {
+			return nil, nil, err
+		}
+		if cred != nil {
+			_ = os.Chown(pwfile, uid, gid)
+		}
+		cmd := exec.CommandContext(ctx, initdb, "-D", data, "-U", "postgres", "--pwfile", pwfile,
+			"--auth-local=scram-sha-256", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		out, err := cmd.CombinedOutput()
+		_ = os.Remove(pwfile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("initdb: %w\n%s", err, out)
+		}
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, nil, err
+	}
+	bin, err := pgBin("postgres")
+	if err != nil {
+		return nil, nil, err
+	}
+	pg := &postgres{port: port, password: pw, dir: dir}
+	pg.proc, err = l.spawn("postgres", bin, []string{"-D", data, "-p", strconv.Itoa(port),
+		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=", "-c", "fsync=off",
+		"-c", "max_connections=200", "-c", "shared_buffers=64MB"}, nil, cred)
+	if err != nil {
+		return nil, nil, err
+	}
+	pg.proc.sig = syscall.SIGINT // "fast" shutdown: don't wait for idle clients
+	// Wait until it accepts connections.
+	deadline := time.Now().Add(60 * time.Second)
+	var conn *pgx.Conn
+	for {
+		c, err := pgx.Connect(ctx, pg.dsn("postgres", pw, "postgres"))
+		if err == nil {
+			conn = c
+			break
+		}
+		if pg.proc.exited() || time.Now().After(deadline) {
+			return pg, nil, fmt.Errorf("postgres did not start on 127.0.0.1:%d: %w", port, err)
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+	defer conn.Close(ctx)
+	dsns := map[string]string{}
+	for _, name := range Databases {
+		rolePW, err := readSecret(filepath.Join(l.secretsDir, "postgres-"+name))
+		if err != nil {
+			return pg, nil, err
+		}
+		var exists bool
+		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", name).Scan(&exists); err != nil {
+			return pg, nil, err
+		}
+		if !exists {
+			if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s'", pgx.Identifier{name}.Sanitize(), rolePW)); err != nil {
+				return pg, nil, fmt.Errorf("create role %s: %w", name, err)
+			}
+		}
+		db := name + "_db"
+		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", db).Scan(&exists); err != nil {
+			return pg, nil, err
+		}
+		if !exists {
+			if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s OWNER %s", pgx.Identifier{db}.Sanitize(), pgx.Identifier{name}.Sanitize())); err != nil {
+				return pg, nil, fmt.Errorf("create database %s: %w", db, err)
+			}
+		}
+		dsns[name] = pg.dsn(name, rolePW, db)
+	}
+	return pg, dsns, nil
+}
+
+type redis struct {
+	proc     *proc
+	addr     string
+	password string
+}
+
+func (l *Launcher) startRedis(ctx context.Context, dir string, persist bool) (*redis, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, errors.New("redis-server not found: run `make deps` (Debian package redis-server)")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	pw, err := readSecret(filepath.Join(l.secretsDir, "redis"))
+	if err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	save := ""
+	if persist {
+		save = "60 1"
+	}
+	r := &redis{addr: fmt.Sprintf("127.0.0.1:%d", port), password: pw}
+	r.proc, err = l.spawn("redis", bin, []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port),
+		"--dir", dir, "--save", save, "--appendonly", "no", "--requirepass", pw, "--protected-mode", "yes"}, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", r.addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return r, nil
+		}
+		if r.proc.exited() || time.Now().After(deadline) {
+			return r, fmt.Errorf("redis did not start on %s: %w", r.addr, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// startNATS embeds a JetStream server (the same library the tests use).
+func startNATS(dir string) (*natsserver.Server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	ns, err := natsserver.NewServer(&natsserver.Options{
+		Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true,
+		ServerName: "pressroom-dev",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("nats: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(15 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("nats: not ready after 15s")
+	}
+	return ns, nil
+}

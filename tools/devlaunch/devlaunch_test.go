@@ -1,0 +1,130 @@
+package devlaunch
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+func TestEdgeRoutesLikeTheIngress(t *testing.T) {
+	backend := func(name string) *httptest.Server {
+		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, name+" "+r.Host+" "+r.URL.RequestURI()+" "+r.Header.Get("X-Forwarded-For")+" "+r.Header.Get("X-Forwarded-Proto"))
+		}))
+	}
+	web, media := backend("web"), backend("media")
+	defer web.Close()
+	defer media.Close()
+	edge := httptest.NewServer(Edge(web.URL, media.URL))
+	defer edge.Close()
+	for path, want := range map[string]string{
+		"/":                   "web",
+		"/articles/x?y=1":     "web",
+		"/admin/media":        "web",
+		"/mediafoo":           "web",
+		"/media":              "media",
+		"/media/abc.png":      "media",
+		"/media/api/items?x=": "media",
+	} {
+		resp, err := http.Get(edge.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got := strings.Fields(string(b))
+		host := strings.TrimPrefix(edge.URL, "http://")
+		if len(got) < 5 || got[0] != want || got[1] != host || got[2] != path || got[3] != "127.0.0.1" || got[4] != "http" {
+			t.Errorf("GET %s → %q, want backend %s with Host %s, the same path and X-Forwarded-*", path, b, want, host)
+		}
+	}
+}
+
+// TestDatastores starts the real Postgres (four databases, one role each),
+// Redis and NATS the launcher uses, and checks they stop and leave nothing.
+func TestDatastores(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Postgres and Redis")
+	}
+	// Not t.TempDir(): its parent is private, and Postgres runs as another user under root.
+	state, err := os.MkdirTemp("", "devlaunch-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(state)
+	_ = os.Chmod(state, 0o755)
+	l := &Launcher{opt: Options{Log: io.Discard}, stateDir: state, secretsDir: filepath.Join(state, "secrets")}
+	if err := os.MkdirAll(l.secretsDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pg, dsns, err := l.startPostgres(ctx, filepath.Join(state, "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd, err := l.startRedis(ctx, filepath.Join(state, "redis"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := startNATS(filepath.Join(state, "nats"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Shutdown()
+	if !ns.JetStreamEnabled() {
+		t.Fatal("NATS without JetStream")
+	}
+	for _, db := range Databases {
+		conn, err := pgx.Connect(ctx, dsns[db])
+		if err != nil {
+			t.Fatalf("%s: %v", db, err)
+		}
+		var name, owner string
+		if err := conn.QueryRow(ctx, `SELECT current_database(), pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()`).Scan(&name, &owner); err != nil {
+			t.Fatal(err)
+		}
+		if name != db+"_db" || owner != db {
+			t.Errorf("%s: connected to %s owned by %s", db, name, owner)
+		}
+		// A role can create tables in its own database (migrations need that).
+		if _, err := conn.Exec(ctx, `CREATE TABLE probe (id int)`); err != nil {
+			t.Errorf("%s cannot create tables: %v", db, err)
+		}
+		conn.Close(ctx)
+	}
+	// Redis demands its password.
+	c, err := net.Dial("tcp", rd.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "PING\r\n")
+	buf := make([]byte, 64)
+	n, _ := c.Read(buf)
+	c.Close()
+	if !strings.HasPrefix(string(buf[:n]), "-NOAUTH") {
+		t.Errorf("redis answered PING without a password: %q", buf[:n])
+	}
+
+	pids := []int{pg.proc.cmd.Process.Pid, rd.proc.cmd.Process.Pid}
+	for _, p := range l.procs {
+		if err := p.stop(15 * time.Second); err != nil {
+			t.Error(err)
+		}
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); err == nil {
+			t.Errorf("process %d still running after stop", pid)
+		}
+	}
+}

@@ -115,15 +115,17 @@ func newRenderer() (*renderer, error) {
 			}
 			return "/static/" + name + "?v=" + h, nil
 		},
-		"date":      formatDate,
-		"isodate":   isoDate,
+		"date":    formatDate,
+		"isodate": isoDate,
 		"date2": func(t time.Time) string {
 			if t.IsZero() {
 				return ""
 			}
 			return t.UTC().Format("2 Jan 2006")
 		},
-		"published": func(a *articlev1.Article) bool { return a.GetStatus() == articlev1.ArticleStatus_ARTICLE_STATUS_PUBLISHED },
+		"published": func(a *articlev1.Article) bool {
+			return a.GetStatus() == articlev1.ArticleStatus_ARTICLE_STATUS_PUBLISHED
+		},
 		"image":     func(it MediaItem) bool { return it.IsImage() },
 		"bytes":     formatBytes,
 		"roleNames": func() []string { return []string{"admin", "author", "reader"} },

@@ -306,6 +306,9 @@ func (n *Notifier) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 			n.o.Logger.WarnContext(it.ctx, "ack failed; the event will be redelivered and skipped", "event_id", it.n.EventID, "err", err)
 		}
 		if fresh[it.n.EventID] {
+			// Only the first copy in this batch sends; a twin in the same
+			// batch is a duplicate like any other.
+			delete(fresh, it.n.EventID)
 			n.m.received.WithLabelValues("new").Inc()
 			toSend = append(toSend, it)
 		} else {

@@ -22,7 +22,7 @@ const (
 	MaxCoverLen    = 500
 	DefaultPage    = 20
 	MaxPage        = 100
-	maxSlugRetries = 50
+	maxSlugRetries = 5
 )
 
 // Kind classifies domain errors; the transport maps each to a status code.
@@ -158,7 +158,7 @@ func (s *Service) Create(ctx context.Context, p authz.Principal, f Fields) (*Art
 			}
 			return err
 		}
-		return withFreeSlug(baseSlug(a.Title), func(slug string) error {
+		return withFreeSlug(ctx, tx, baseSlug(a.Title), func(slug string) error {
 			a.Slug = slug
 			out, err = insertArticle(ctx, tx, a)
 			return err
@@ -167,22 +167,29 @@ func (s *Service) Create(ctx context.Context, p authz.Principal, f Fields) (*Art
 	return out, err
 }
 
+// baseSlug is the slug generated for a title, short enough to take a
+// "-N" suffix.
 func baseSlug(title string) string {
-	if s := Slugify(title); s != "" {
-		return s
+	s := Slugify(title)
+	if len(s) > MaxSlugLen-8 {
+		s = strings.TrimRight(s[:MaxSlugLen-8], "-")
 	}
-	return "article"
+	if s == "" {
+		return "article"
+	}
+	return s
 }
 
-// withFreeSlug tries base, base-2, base-3… until try succeeds.
-func withFreeSlug(base string, try func(slug string) error) error {
-	for n := 1; n <= maxSlugRetries; n++ {
-		slug := base
-		if n > 1 {
-			slug = withSuffix(base, n)
+// withFreeSlug calls try with base, or base-N for the next free N when base
+// is taken. A concurrent writer may take the same slug first; then it
+// looks again, a few times.
+func withFreeSlug(ctx context.Context, tx pgx.Tx, base string, try func(slug string) error) error {
+	for range maxSlugRetries {
+		slug, err := freeSlug(ctx, tx, base)
+		if err != nil {
+			return err
 		}
-		err := try(slug)
-		if !errors.Is(err, errSlugTaken) {
+		if err := try(slug); !errors.Is(err, errSlugTaken) {
 			return err
 		}
 	}
@@ -259,7 +266,7 @@ func (s *Service) Update(ctx context.Context, p authz.Principal, id string, f Fi
 				out, err = updateArticle(ctx, tx, a)
 				return err
 			}
-			return withFreeSlug(base, func(slug string) error {
+			return withFreeSlug(ctx, tx, base, func(slug string) error {
 				a.Slug = slug
 				out, err = updateArticle(ctx, tx, a)
 				return err

@@ -153,6 +153,21 @@ func updateArticle(ctx context.Context, tx pgx.Tx, a *Article) (*Article, error)
 	return out, sp.Commit(ctx)
 }
 
+// freeSlug returns base when no article uses it, else base-N with N one
+// past the highest suffix in use.
+func freeSlug(ctx context.Context, q db, base string) (string, error) {
+	var taken bool
+	var maxN int
+	// base holds only [a-z0-9-], so it needs no LIKE escaping.
+	err := q.QueryRow(ctx, `SELECT coalesce(bool_or(slug = $1), false),
+		coalesce(max(substring(slug FROM length($1) + 2)::int) FILTER (WHERE slug ~ ('^' || $1 || '-[0-9]{1,6}$')), 1)
+		FROM articles WHERE slug = $1 OR slug LIKE $1 || '-%'`, base).Scan(&taken, &maxN)
+	if err != nil || !taken {
+		return base, err
+	}
+	return withSuffix(base, maxN+1), nil
+}
+
 func deleteArticle(ctx context.Context, q db, id string) error {
 	_, err := q.Exec(ctx, `DELETE FROM articles WHERE id = $1`, id)
 	return err

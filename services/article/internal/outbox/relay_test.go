@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,10 +16,12 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	"pressroom.dev/kit/authz"
 	"pressroom.dev/kit/natskit"
 	"pressroom.dev/kit/pg"
+	"pressroom.dev/kit/telemetry"
 	"pressroom.dev/kit/testkit"
 	"pressroom.dev/services/article/internal/article"
 )
@@ -212,8 +213,9 @@ func TestRelayPublishesEachEventWithItsIDAndTrace(t *testing.T) {
 	waitFor(t, 20*time.Second, "all rows sent", func() bool { return unsent(t, pool) == 0 })
 	got, last := streamMessages(t, nc)
 	checkExactlyOnce(t, ids, got)
-	if tpHdr := last.Get("traceparent"); !strings.Contains(tpHdr, span.SpanContext().TraceID().String()) {
-		t.Fatalf("message traceparent %q does not continue the request trace %s", tpHdr, span.SpanContext().TraceID())
+	remote := trace.SpanContextFromContext(telemetry.ExtractNATS(context.Background(), last))
+	if remote.TraceID() != span.SpanContext().TraceID() || remote.SpanID() == span.SpanContext().SpanID() {
+		t.Fatalf("message headers %v do not continue the request trace %s in a span of their own", last, span.SpanContext().TraceID())
 	}
 }
 

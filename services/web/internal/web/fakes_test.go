@@ -261,6 +261,7 @@ type fakeAuth struct {
 	users    []*authv1.User
 	signOuts []string
 	setRoles map[string][]string
+	lastXFF  string
 }
 
 func (f *fakeAuth) tokens(u *authv1.User) *authv1.Tokens {
@@ -284,6 +285,9 @@ func (f *fakeAuth) user(id string) *authv1.User {
 }
 
 func (f *fakeAuth) StartSignIn(_ context.Context, req *connect.Request[authv1.StartSignInRequest]) (*connect.Response[authv1.StartSignInResponse], error) {
+	f.mu.Lock()
+	f.lastXFF = req.Header().Get("X-Forwarded-For")
+	f.mu.Unlock()
 	return connect.NewResponse(&authv1.StartSignInResponse{
 		AuthorizationUrl: "https://id.example.com/authorize?state=st-123&return=" + req.Msg.ReturnTo, State: "st-123"}), nil
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -26,6 +27,29 @@ const (
 )
 
 var withToken = connectkit.WithToken
+
+// fwd builds an auth request carrying the browser's address, which auth rate-limits by.
+func fwd[T any](c *gin.Context, msg *T) *connect.Request[T] {
+	r := connect.NewRequest(msg)
+	r.Header().Set("X-Forwarded-For", clientIP(c.Request))
+	return r
+}
+
+// clientIP is the right-most X-Forwarded-For entry (the one our own proxy
+// added; anything left of it came from the client), else the peer address.
+func clientIP(r *http.Request) string {
+	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
+		parts := strings.Split(xff, ",")
+		if ip := strings.TrimSpace(parts[len(parts)-1]); ip != "" {
+			return ip
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
 
 func (a *App) setCookie(c *gin.Context, name, value, path string, maxAge int, sameSite http.SameSite) {
 	http.SetCookie(c.Writer, &http.Cookie{Name: name, Value: value, Path: path, MaxAge: maxAge,
@@ -71,7 +95,7 @@ func (a *App) authLogin(c *gin.Context) {
 		ret = "/"
 	}
 	if rt, err := c.Request.Cookie(cookieRefresh); err == nil && rt.Value != "" {
-		res, err := a.opt.Auth.Refresh(c.Request.Context(), connect.NewRequest(&authv1.RefreshRequest{RefreshToken: rt.Value}))
+		res, err := a.opt.Auth.Refresh(c.Request.Context(), fwd(c, &authv1.RefreshRequest{RefreshToken: rt.Value}))
 		if err == nil {
 			a.storeTokens(c, res.Msg.GetTokens())
 			c.Redirect(http.StatusFound, ret)
@@ -79,7 +103,7 @@ func (a *App) authLogin(c *gin.Context) {
 		}
 		a.clearSession(c)
 	}
-	res, err := a.opt.Auth.StartSignIn(c.Request.Context(), connect.NewRequest(&authv1.StartSignInRequest{ReturnTo: ret}))
+	res, err := a.opt.Auth.StartSignIn(c.Request.Context(), fwd(c, &authv1.StartSignInRequest{ReturnTo: ret}))
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -103,7 +127,7 @@ func (a *App) callback(c *gin.Context) {
 		return
 	}
 	a.setCookie(c, cookieState, "", "/auth", -1, http.SameSiteLaxMode)
-	res, err := a.opt.Auth.FinishSignIn(c.Request.Context(), connect.NewRequest(&authv1.FinishSignInRequest{Code: code, State: state}))
+	res, err := a.opt.Auth.FinishSignIn(c.Request.Context(), fwd(c, &authv1.FinishSignInRequest{Code: code, State: state}))
 	if err != nil {
 		switch connect.CodeOf(err) {
 		case connect.CodeUnavailable, connect.CodeInternal, connect.CodeUnknown, connect.CodeDeadlineExceeded:
@@ -126,7 +150,7 @@ func (a *App) refresh(c *gin.Context) {
 		c.Redirect(http.StatusFound, "/auth/login?return_to="+url.QueryEscape(ret))
 		return
 	}
-	res, err := a.opt.Auth.Refresh(c.Request.Context(), connect.NewRequest(&authv1.RefreshRequest{RefreshToken: rt.Value}))
+	res, err := a.opt.Auth.Refresh(c.Request.Context(), fwd(c, &authv1.RefreshRequest{RefreshToken: rt.Value}))
 	if err != nil {
 		if code := connect.CodeOf(err); code == connect.CodeUnavailable || code == connect.CodeDeadlineExceeded {
 			a.fail(c, err)
@@ -173,7 +197,7 @@ func (a *App) logoutPage(c *gin.Context) {
 // logout revokes the session at auth and forgets the cookies.
 func (a *App) logout(c *gin.Context) {
 	if rt, err := c.Request.Cookie(cookieRefresh); err == nil && rt.Value != "" {
-		if _, err := a.opt.Auth.SignOut(c.Request.Context(), connect.NewRequest(&authv1.SignOutRequest{RefreshToken: rt.Value})); err != nil {
+		if _, err := a.opt.Auth.SignOut(c.Request.Context(), fwd(c, &authv1.SignOutRequest{RefreshToken: rt.Value})); err != nil {
 			a.log.WarnContext(c.Request.Context(), "sign-out at auth failed; cookies cleared anyway", "err", err)
 		}
 	}

@@ -331,7 +331,10 @@ func TestSignInFlowSetsSecureCookies(t *testing.T) {
 	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusFound || loc != "/auth/login?return_to=%2Fadmin" {
 		t.Fatalf("/login → %d %q", resp.StatusCode, loc)
 	}
-	resp, _ = h.do(req{path: "/auth/login?return_to=/admin"})
+	resp, _ = h.do(req{path: "/auth/login?return_to=/admin", header: map[string]string{"X-Forwarded-For": "6.6.6.6, 198.51.100.4"}})
+	if h.auth.lastXFF != "198.51.100.4" {
+		t.Fatalf("auth saw X-Forwarded-For %q, want the browser's address from our proxy", h.auth.lastXFF)
+	}
 	if loc := resp.Header.Get("Location"); !strings.HasPrefix(loc, "https://id.example.com/authorize") || !strings.Contains(loc, "return=/admin") {
 		t.Fatalf("/auth/login redirects to %q", loc)
 	}
@@ -689,4 +692,16 @@ func cookieNamed(resp *http.Response, name string) *http.Cookie {
 		}
 	}
 	return nil
+}
+
+func TestClientIPIsTheProxyAddedEntry(t *testing.T) {
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.RemoteAddr = "10.0.0.7:5555"
+	if got := clientIP(r); got != "10.0.0.7" {
+		t.Fatalf("no XFF: %q", got)
+	}
+	r.Header.Set("X-Forwarded-For", "6.6.6.6, 203.0.113.9")
+	if got := clientIP(r); got != "203.0.113.9" {
+		t.Fatalf("spoofed XFF: got %q, want the right-most entry", got)
+	}
 }

@@ -1,0 +1,114 @@
+// Package pg opens the services' PostgreSQL pools and applies their embedded
+// migrations. Migrations take a Postgres advisory lock, so several replicas
+// starting at once apply each migration exactly once.
+package pg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+)
+
+// Open parses dsn, connects and pings, so a bad DATABASE_URL fails at start-up.
+func Open(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("pg: DATABASE_URL is not a valid PostgreSQL URL (want postgres://user:pass@host:5432/db): %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pg: open pool: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("pg: cannot reach %s:%d/%s: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
+	}
+	return pool, nil
+}
+
+// Check is a readiness check: the pool can hand out a live connection.
+func Check(pool *pgxpool.Pool) func(ctx context.Context) error {
+	return func(ctx context.Context) error { return pool.Ping(ctx) }
+}
+
+// Migrate applies every pending migration in fsys.
+func Migrate(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS) error {
+	return withProvider(pool, fsys, func(p *goose.Provider) error {
+		_, err := p.Up(ctx)
+		return err
+	})
+}
+
+// MigrateDown rolls back the latest applied migration.
+func MigrateDown(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS) error {
+	return withProvider(pool, fsys, func(p *goose.Provider) error {
+		_, err := p.Down(ctx)
+		return err
+	})
+}
+
+// MigrateDownTo rolls back every migration above version (0 = all of them).
+func MigrateDownTo(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS, version int64) error {
+	return withProvider(pool, fsys, func(p *goose.Provider) error {
+		_, err := p.DownTo(ctx, version)
+		return err
+	})
+}
+
+// MigrationVersion is the latest applied migration's version (0 = none).
+func MigrationVersion(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS) (int64, error) {
+	var v int64
+	err := withProvider(pool, fsys, func(p *goose.Provider) (err error) {
+		v, err = p.GetDBVersion(ctx)
+		return err
+	})
+	return v, err
+}
+
+func withProvider(pool *pgxpool.Pool, fsys fs.FS, fn func(*goose.Provider) error) error {
+	fsys, err := migrationsDir(fsys)
+	if err != nil {
+		return err
+	}
+	// Waiters retry the advisory lock every second for up to 5 minutes.
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 300))
+	if err != nil {
+		return fmt.Errorf("pg: migration lock: %w", err)
+	}
+	db := stdlib.OpenDBFromPool(pool) // closing it leaves the pool open
+	defer db.Close()
+	p, err := goose.NewProvider(goose.DialectPostgres, db, fsys,
+		goose.WithSessionLocker(locker), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fmt.Errorf("pg: migrations: %w", err)
+	}
+	if err := fn(p); err != nil {
+		return fmt.Errorf("pg: migrations: %w", err)
+	}
+	return nil
+}
+
+// migrationsDir accepts the .sql files at fsys's root or under migrations/,
+// so services can pass the embed.FS of `//go:embed migrations/*.sql` as is.
+func migrationsDir(fsys fs.FS) (fs.FS, error) {
+	if fsys == nil {
+		return nil, errors.New("pg: no migrations file system given")
+	}
+	if m, _ := fs.Glob(fsys, "*.sql"); len(m) > 0 {
+		return fsys, nil
+	}
+	if m, _ := fs.Glob(fsys, "migrations/*.sql"); len(m) > 0 {
+		return fs.Sub(fsys, "migrations")
+	}
+	return nil, errors.New("pg: no .sql migrations found at the root or under migrations/ " +
+		"(name them 00001_create_things.sql with -- +goose Up / -- +goose Down sections)")
+}

@@ -1,0 +1,213 @@
+package pg
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"pressroom.dev/kit/server"
+	"pressroom.dev/kit/testkit"
+)
+
+//go:embed testdata/migrations/*.sql
+var testdata embed.FS
+
+func migrations(t *testing.T) fs.FS {
+	t.Helper()
+	sub, err := fs.Sub(testdata, "testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sub // holds migrations/*.sql, like a service's embed.FS
+}
+
+func TestMain(m *testing.M) { os.Exit(testkit.Main(m)) }
+
+func open(t *testing.T, dsn string) *pgxpool.Pool {
+	t.Helper()
+	p, err := Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+func tableExists(t *testing.T, pool *pgxpool.Pool, name string) bool {
+	t.Helper()
+	var ok bool
+	if err := pool.QueryRow(context.Background(), "SELECT to_regclass($1) IS NOT NULL", name).Scan(&ok); err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
+func TestConcurrentMigrateAppliesOnce(t *testing.T) {
+	ctx := context.Background()
+	dsn := testkit.Postgres(t)
+	fsys := migrations(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 5)
+	for range 5 {
+		pool := open(t, dsn) // one pool per "replica"
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- Migrate(ctx, pool, fsys)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("Migrate: %v", err)
+		}
+	}
+	pool := open(t, dsn)
+	var runs int
+	if err := pool.QueryRow(ctx, "SELECT count(*) FROM runs").Scan(&runs); err != nil {
+		t.Fatal(err)
+	}
+	if runs != 1 {
+		t.Errorf("migration 2 ran %d times, want 1", runs)
+	}
+	var applied int
+	if err := pool.QueryRow(ctx, "SELECT count(*) FROM goose_db_version WHERE version_id > 0").Scan(&applied); err != nil {
+		t.Fatal(err)
+	}
+	if applied != 2 {
+		t.Errorf("%d migrations recorded, want 2", applied)
+	}
+	if v, err := MigrationVersion(ctx, pool, fsys); err != nil || v != 2 {
+		t.Errorf("version = %d, %v", v, err)
+	}
+	// Migrating an up-to-date database is a no-op.
+	if err := Migrate(ctx, pool, fsys); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMigrateDown(t *testing.T) {
+	ctx := context.Background()
+	pool := open(t, testkit.Postgres(t))
+	fsys := migrations(t)
+	if err := Migrate(ctx, pool, fsys); err != nil {
+		t.Fatal(err)
+	}
+	if err := MigrateDown(ctx, pool, fsys); err != nil {
+		t.Fatal(err)
+	}
+	if tableExists(t, pool, "items") || !tableExists(t, pool, "runs") {
+		t.Error("down should drop items only")
+	}
+	if v, _ := MigrationVersion(ctx, pool, fsys); v != 1 {
+		t.Errorf("version after down = %d, want 1", v)
+	}
+	if err := MigrateDownTo(ctx, pool, fsys, 0); err != nil {
+		t.Fatal(err)
+	}
+	if tableExists(t, pool, "runs") {
+		t.Error("down to 0 should drop everything")
+	}
+	// Files at the FS root work too.
+	root, _ := fs.Sub(testdata, "testdata/migrations")
+	if err := Migrate(ctx, pool, root); err != nil {
+		t.Fatal(err)
+	}
+	if !tableExists(t, pool, "items") {
+		t.Error("re-applying after a full down failed")
+	}
+}
+
+func TestMigrateAndOpenErrors(t *testing.T) {
+	ctx := context.Background()
+	pool := open(t, testkit.Postgres(t))
+	err := Migrate(ctx, pool, fstest.MapFS{"readme.txt": {Data: []byte("x")}})
+	if err == nil || !strings.Contains(err.Error(), "no .sql migrations found") {
+		t.Errorf("empty fs: %v", err)
+	}
+	bad := fstest.MapFS{"00001_bad.sql": {Data: []byte("-- +goose Up\nCREATE TABLE broken (;\n-- +goose Down\nSELECT 1;\n")}}
+	if err := Migrate(ctx, pool, bad); err == nil {
+		t.Error("a broken migration succeeded")
+	}
+	if _, err := Open(ctx, "postgres://x@127.0.0.1:notaport/db"); err == nil || !strings.Contains(err.Error(), "DATABASE_URL") {
+		t.Errorf("bad dsn: %v", err)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close() // a port with nothing listening
+	if _, err := Open(ctx, "postgres://x@"+addr+"/db?connect_timeout=2"); err == nil || !strings.Contains(err.Error(), "cannot reach") {
+		t.Errorf("unreachable: %v", err)
+	}
+}
+
+func TestReadinessFollowsRealPostgres(t *testing.T) {
+	ctx := context.Background()
+	pgs := testkit.StartPostgres(t)
+	pool := open(t, pgs.NewDatabase(t))
+
+	srv := server.New(server.Options{Name: "t", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv.AddCheck("postgres", Check(pool))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(sctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done })
+	url := "http://" + ln.Addr().String() + "/readyz"
+
+	readyz := func() (int, map[string]string) {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct {
+			Failed map[string]string `json:"failed"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, body.Failed
+	}
+	waitFor := func(want int) map[string]string {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			code, failed := readyz()
+			if code == want {
+				return failed
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("/readyz stayed %d, want %d (failed: %v)", code, want, failed)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitFor(http.StatusOK)
+	if err := pgs.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if failed := waitFor(http.StatusServiceUnavailable); failed["postgres"] == "" {
+		t.Errorf("503 does not name postgres: %v", failed)
+	}
+	if err := pgs.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(http.StatusOK)
+	var one int
+	if err := pool.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
+		t.Errorf("pool unusable after restart: %v", err)
+	}
+}

@@ -115,7 +115,7 @@ func TestAuthInterceptor(t *testing.T) {
 
 	cases := []struct {
 		name, proc, auth, want string
-		code               connect.Code
+		code                   connect.Code
 	}{
 		{"author on required", whoami, "Bearer " + author, "u1:author", 0},
 		{"scheme is case-insensitive", whoami, "bearer " + author, "u1:author", 0},

@@ -344,7 +344,7 @@ func (s *Service) setStatus(ctx context.Context, p authz.Principal, id, status s
 			a.PublishedAt = nil
 			subject = SubjectUnpublished
 		}
-		if out, err = updateArticle(ctx, tx, a); err != nil {
+		if out, err = setStatus(ctx, tx, a.ID, a.Status, a.PublishedAt); err != nil {
 			return err
 		}
 		ev, err := newEvent(ctx, subject, out, s.publicURL, now)

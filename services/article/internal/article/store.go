@@ -168,6 +168,17 @@ func freeSlug(ctx context.Context, q db, base string) (string, error) {
 	return withSuffix(base, maxN+1), nil
 }
 
+// setStatus changes only the status (no slug change, so no savepoint needed:
+// this is the hot path of publishing).
+func setStatus(ctx context.Context, tx pgx.Tx, id, status string, publishedAt *time.Time) (*Article, error) {
+	rows, err := tx.Query(ctx, `UPDATE articles SET status = $2, published_at = $3, updated_at = now()
+		WHERE id = $1 RETURNING `+columns, id, status, publishedAt)
+	if err != nil {
+		return nil, err
+	}
+	return scanOne(rows)
+}
+
 func deleteArticle(ctx context.Context, q db, id string) error {
 	_, err := q.Exec(ctx, `DELETE FROM articles WHERE id = $1`, id)
 	return err

@@ -244,7 +244,9 @@ func TestNATSDownWhile100ArticlesArePublished(t *testing.T) {
 		_, err := r.js.Stream(context.Background(), StreamName)
 		return err == nil
 	})
-	ns.Stop()
+	if err := ns.Stop(); err != nil {
+		t.Fatal(err)
+	}
 	ids := publishArticles(t, pool, 100)
 	time.Sleep(2 * time.Second) // the relay tries, fails and backs off meanwhile
 	if n := unsent(t, pool); n != 100 {
@@ -254,7 +256,9 @@ func TestNATSDownWhile100ArticlesArePublished(t *testing.T) {
 	if err := pool.QueryRow(context.Background(), `SELECT coalesce(max(attempts), 0) FROM outbox`).Scan(&attempts); err != nil || attempts == 0 {
 		t.Fatalf("no failed attempt was recorded while NATS was down (attempts %d, %v)", attempts, err)
 	}
-	ns.Start()
+	if err := ns.Start(); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, 60*time.Second, "all 100 rows sent after NATS is back", func() bool { return unsent(t, pool) == 0 })
 	got, _ := streamMessages(t, nc)
 	checkExactlyOnce(t, ids, got)
@@ -287,9 +291,13 @@ func TestRelayRecoversFromPostgresRestart(t *testing.T) {
 	before := publishArticles(t, pool, 10)
 	waitFor(t, 20*time.Second, "first events sent", func() bool { return unsent(t, pool) == 0 })
 
-	pgs.Stop()
+	if err := pgs.Stop(); err != nil {
+		t.Fatal(err)
+	}
 	time.Sleep(time.Second) // the relay polls and fails meanwhile
-	pgs.Start()
+	if err := pgs.Start(); err != nil {
+		t.Fatal(err)
+	}
 
 	var ids map[string]bool
 	waitFor(t, 30*time.Second, "Postgres accepting writes again", func() bool {

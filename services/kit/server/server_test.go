@@ -33,10 +33,10 @@ func TestMain(m *testing.M) {
 // runChild is the real process the shutdown test sends SIGTERM to.
 func runChild() int {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	s := New(Options{Name: "child", Logger: log, ShutdownTimeout: 10 * time.Second, DrainDelay: 500 * time.Millisecond})
+	s := New(Options{Name: "child", Logger: log, ShutdownTimeout: 10 * time.Second, DrainDelay: time.Second})
 	s.Engine().GET("/slow", func(c *gin.Context) {
 		fmt.Println("STARTED")
-		time.Sleep(1500 * time.Millisecond)
+		time.Sleep(2500 * time.Millisecond) // outlasts the drain delay: Shutdown must wait for it
 		c.String(http.StatusOK, "finished")
 	})
 	s.OnShutdown("first-registered", func(context.Context) error { fmt.Println("CLOSED first-registered"); return nil })
@@ -118,7 +118,7 @@ func TestGracefulShutdownFinishesInFlightRequest(t *testing.T) {
 
 	// During the drain delay the process still answers, but says it is not ready.
 	saw503 := false
-	for range 200 {
+	for range 400 {
 		resp, err := http.Get(base + "/readyz")
 		if err != nil {
 			break

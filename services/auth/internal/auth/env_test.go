@@ -39,7 +39,7 @@ type env struct {
 	t        testing.TB
 	dsn      string
 	redis    *testkit.RedisServer
-	keys     *testkit.Keys
+	keys     testkit.KeyFiles
 	oidc     *devoidc.Server
 	app      *App
 	url      string

@@ -314,7 +314,7 @@ func (s *Service) SetRoles(ctx context.Context, p authz.Principal, userID string
 	}
 	parsed, err := authz.ParseRoles(roles)
 	if err != nil {
-		return User{}, fmt.Errorf("%w: %v (allowed: admin, author, reader)", ErrInvalidArgument, err)
+		return User{}, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
 	}
 	if len(parsed) == 0 {
 		return User{}, fmt.Errorf("%w: %v", ErrInvalidArgument, ErrNoRoles)

@@ -53,13 +53,12 @@ func newNATS() (*NATSServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("testkit: temp dir: %w", err)
 	}
-	port, err := freePort()
+	n := &NATSServer{Dir: dir}
+	err = startOnFreePort(func(port int) error {
+		n.port, n.URL = port, fmt.Sprintf("nats://127.0.0.1:%d", port)
+		return n.Start()
+	})
 	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	n := &NATSServer{URL: fmt.Sprintf("nats://127.0.0.1:%d", port), Dir: dir, port: port}
-	if err := n.Start(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}

@@ -119,6 +119,21 @@ func pgMajor(path string) int {
 	return n
 }
 
+// pgTempBase is where the data dir goes: when PostgreSQL runs as another
+// user, $TMPDIR may not be reachable for it (e.g. under /root), /tmp is.
+func pgTempBase(cred *syscall.Credential) string {
+	base := os.TempDir()
+	if cred == nil {
+		return base
+	}
+	for d := base; d != "/" && d != "."; d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err != nil || fi.Mode().Perm()&0o001 == 0 {
+			return "/tmp"
+		}
+	}
+	return base
+}
+
 // pgCredential picks the OS user to run PostgreSQL as: it refuses to run as root.
 func pgCredential() (*syscall.Credential, int, int, error) {
 	if os.Geteuid() != 0 {
@@ -146,7 +161,7 @@ func newPG() (*PG, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "pressroom-pg-")
+	dir, err := os.MkdirTemp(pgTempBase(cred), "pressroom-pg-")
 	if err != nil {
 		return nil, fmt.Errorf("testkit: temp dir: %w", err)
 	}
@@ -154,12 +169,7 @@ func newPG() (*PG, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("testkit: chown %s: %w", dir, err)
 	}
-	port, err := freePort()
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	p := &PG{Port: port, Dir: dir, bin: bin, cred: cred}
+	p := &PG{Dir: dir, bin: bin, cred: cred}
 	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", filepath.Join(dir, "data"),
 		"-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync")
 	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
@@ -168,7 +178,8 @@ func newPG() (*PG, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("testkit: initdb: %w\n%s", err, out)
 	}
-	if err := p.Start(); err != nil {
+	err = startOnFreePort(func(port int) error { p.Port = port; return p.Start() })
+	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}

@@ -67,15 +67,14 @@ func newRedis() (*RedisServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("testkit: temp dir: %w", err)
 	}
-	port, err := freePort()
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
 	var pw [16]byte
 	_, _ = rand.Read(pw[:])
-	r := &RedisServer{Addr: "127.0.0.1:" + strconv.Itoa(port), Password: hex.EncodeToString(pw[:]), Dir: dir, bin: bin, port: port}
-	if err := r.Start(); err != nil {
+	r := &RedisServer{Password: hex.EncodeToString(pw[:]), Dir: dir, bin: bin}
+	err = startOnFreePort(func(port int) error {
+		r.port, r.Addr = port, "127.0.0.1:"+strconv.Itoa(port)
+		return r.Start()
+	})
+	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}

@@ -67,6 +67,22 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
+// startOnFreePort runs start on a fresh free port, retrying a few times:
+// another test binary may grab the port between our check and the bind.
+func startOnFreePort(start func(port int) error) error {
+	var err error
+	for range 3 {
+		var port int
+		if port, err = freePort(); err != nil {
+			return err
+		}
+		if err = start(port); err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
 // shared starts a server once per binary; a failed start is remembered so
 // every test reports the same cause instead of retrying.
 type shared[T any] struct {

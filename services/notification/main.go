@@ -121,7 +121,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 	srv.AddCheck("postgres", pg.Check(pool))
-	srv.AddCheck("nats", n.Ready)
+	srv.AddCheck("nats", natskit.Check(nc))
 
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup

@@ -160,14 +160,6 @@ func New(pool *pgxpool.Pool, nc *nats.Conn, sender Sender, o Options) (*Notifier
 	return n, nil
 }
 
-// Ready reports whether NATS is connected (for /readyz).
-func (n *Notifier) Ready(context.Context) error {
-	if !n.nc.IsConnected() {
-		return fmt.Errorf("NATS is %s", n.nc.Status())
-	}
-	return nil
-}
-
 // Setup creates (or updates) the stream and the durable consumer.
 func (n *Notifier) Setup(ctx context.Context) (jetstream.Consumer, error) {
 	if _, err := n.js.CreateOrUpdateStream(ctx, StreamConfig()); err != nil {

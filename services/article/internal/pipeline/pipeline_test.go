@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -45,7 +46,10 @@ type pipeline struct {
 func startPipeline(tb testing.TB) *pipeline {
 	tb.Helper()
 	ctx := context.Background()
-	articles, err := pg.Open(ctx, testkit.Postgres(tb))
+	// pgxpool defaults to max(4, NumCPU) connections; the 16 concurrent
+	// publishers of the benchmark need more (production sets pool_max_conns
+	// in DATABASE_URL the same way).
+	articles, err := pg.Open(ctx, withParam(testkit.Postgres(tb), "pool_max_conns=24"))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -87,6 +91,13 @@ func startPipeline(tb testing.TB) *pipeline {
 	tb.Cleanup(func() { cancel(); wg.Wait() })
 	return &pipeline{articles: articles, notes: notes, natsURL: ns.URL,
 		svc: article.NewService(article.NewStore(articles), "https://example.com")}
+}
+
+func withParam(dsn, kv string) string {
+	if strings.Contains(dsn, "?") {
+		return dsn + "&" + kv
+	}
+	return dsn + "?" + kv
 }
 
 func (p *pipeline) drafts(tb testing.TB, n int) []string {

@@ -242,7 +242,7 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 			"GOOGLE_LOGIN_ENABLED": "true", "OIDC_REDIRECT_URL": p.URL + "/auth/callback",
 			"ADMIN_EMAILS": strings.Join(o.AdminEmails, ","),
 		},
-		"article":      {"DATABASE_URL": dsns["article"], "NATS_URL": p.NATSURL},
+		"article":      {"DATABASE_URL": dsns["article"], "NATS_URL": p.NATSURL, "OUTBOX_POLL_INTERVAL": "1s"},
 		"media":        {"DATABASE_URL": dsns["media"], "MEDIA_DIR": mediaDir},
 		"notification": {"DATABASE_URL": dsns["notification"], "NATS_URL": p.NATSURL, "EMAIL_FROM": "pressroom@example.com", "NOTIFY_EMAIL": "editors@example.com"},
 		"web": {"AUTH_URL": p.ServiceURLs["auth"], "ARTICLE_URL": p.ServiceURLs["article"],

@@ -1,0 +1,188 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"pressroom.dev/tools/devlaunch"
+
+	articlev1 "pressroom.dev/proto/gen/article/v1"
+	"pressroom.dev/proto/gen/article/v1/articlev1connect"
+)
+
+// BenchmarkSite loads GET / and an article page through the edge of a real
+// platform, next to a bare net/http hello-world on the same loopback, and
+// reports rps and latency percentiles. Targets (issue 6): the site's rps at
+// least 0.3× the bare server's, and p99 under 15 ms at a steady 500 rps.
+func BenchmarkSite(b *testing.B) {
+	p := startPlatform(b)
+	slug := seedArticle(b, p)
+
+	hello := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "hello")
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() { _ = hello.Serve(ln) }()
+	defer hello.Close()
+	bare := "http://" + ln.Addr().String() + "/"
+
+	const dur = 4 * time.Second
+	b.ResetTimer()
+	for b.Loop() {
+		base := closedLoop(b, bare, 32, dur)
+		for _, target := range []struct{ name, url string }{{"home", p.URL + "/"}, {"article", p.URL + "/articles/" + slug}} {
+			sat := closedLoop(b, target.url, 32, dur)
+			paced := openLoop(b, target.url, 500, dur)
+			b.ReportMetric(sat.rps, target.name+"-rps")
+			b.ReportMetric(sat.rps/base.rps, target.name+"-x-bare")
+			b.ReportMetric(float64(paced.p50.Microseconds())/1000, target.name+"-p50-ms@500rps")
+			b.ReportMetric(float64(paced.p99.Microseconds())/1000, target.name+"-p99-ms@500rps")
+			b.Logf("%-8s saturated %.0f rps (%.2f× bare %.0f rps), p50 %s p99 %s; at 500 rps p50 %s p99 %s, %d errors",
+				target.name, sat.rps, sat.rps/base.rps, base.rps, sat.p50, sat.p99, paced.p50, paced.p99, sat.errors+paced.errors)
+			if sat.errors+paced.errors > 0 {
+				b.Errorf("%s: %d failed requests", target.name, sat.errors+paced.errors)
+			}
+		}
+		b.ReportMetric(base.rps, "bare-rps")
+	}
+}
+
+// seedArticle publishes one article through the real article service with a
+// token minted by the launch's signing key (as auth would issue it).
+func seedArticle(b *testing.B, pl *devlaunch.Platform) string {
+	b.Helper()
+	tok, err := pl.Signer.Sign("00000000-0000-4000-8000-00000000be01", "bench@example.com", "Bench Author", []string{"author"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	client := articlev1connect.NewArticleServiceClient(http.DefaultClient, pl.ServiceURLs["article"])
+	body := ""
+	for i := 0; i < 30; i++ {
+		body += fmt.Sprintf("## Part %d\n\nThe tide came in over the *flats*, as it does, with gulls and [a link](https://example.org).\n\n", i)
+	}
+	ctx := context.Background()
+	create := connect.NewRequest(&articlev1.CreateArticleRequest{Title: "A benchmark of tides", Summary: "Load test article", BodyMarkdown: body})
+	create.Header().Set("Authorization", "Bearer "+tok)
+	res, err := client.CreateArticle(ctx, create)
+	if err != nil {
+		b.Fatalf("seed article: %v", err)
+	}
+	pub := connect.NewRequest(&articlev1.PublishArticleRequest{Id: res.Msg.GetArticle().GetId()})
+	pub.Header().Set("Authorization", "Bearer "+tok)
+	if _, err := client.PublishArticle(ctx, pub); err != nil {
+		b.Fatalf("publish seed article: %v", err)
+	}
+	return res.Msg.GetArticle().GetSlug()
+}
+
+type loadResult struct {
+	rps      float64
+	p50, p99 time.Duration
+	errors   int64
+}
+
+func newClient(conns int) *http.Client {
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		MaxIdleConns: conns * 2, MaxIdleConnsPerHost: conns * 2, IdleConnTimeout: time.Minute}}
+}
+
+func get(c *http.Client, url string) error {
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// closedLoop: workers request back to back for d; throughput and latency.
+func closedLoop(b *testing.B, url string, workers int, d time.Duration) loadResult {
+	c := newClient(workers)
+	var mu sync.Mutex
+	var lat []time.Duration
+	var errs atomic.Int64
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			local := make([]time.Duration, 0, 4096)
+			for time.Now().Before(deadline) {
+				t0 := time.Now()
+				if err := get(c, url); err != nil {
+					errs.Add(1)
+					continue
+				}
+				local = append(local, time.Since(t0))
+			}
+			mu.Lock()
+			lat = append(lat, local...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	r := summarize(lat, d)
+	r.errors = errs.Load()
+	return r
+}
+
+// openLoop: requests start at a fixed rate whatever the latency (no coordinated omission).
+func openLoop(b *testing.B, url string, rate int, d time.Duration) loadResult {
+	c := newClient(64)
+	var mu sync.Mutex
+	var lat []time.Duration
+	var errs atomic.Int64
+	var wg sync.WaitGroup
+	interval := time.Second / time.Duration(rate)
+	start := time.Now()
+	for i := 0; ; i++ {
+		at := start.Add(time.Duration(i) * interval)
+		if at.Sub(start) >= d {
+			break
+		}
+		time.Sleep(time.Until(at))
+		wg.Add(1)
+		go func(at time.Time) {
+			defer wg.Done()
+			if err := get(c, url); err != nil {
+				errs.Add(1)
+				return
+			}
+			l := time.Since(at)
+			mu.Lock()
+			lat = append(lat, l)
+			mu.Unlock()
+		}(at)
+	}
+	wg.Wait()
+	r := summarize(lat, d)
+	r.errors = errs.Load()
+	return r
+}
+
+func summarize(lat []time.Duration, d time.Duration) loadResult {
+	if len(lat) == 0 {
+		return loadResult{}
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(float64(len(lat))*p))] }
+	return loadResult{rps: float64(len(lat)) / d.Seconds(), p50: pct(0.50), p99: pct(0.99)}
+}

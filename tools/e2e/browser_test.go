@@ -1,0 +1,378 @@
+// Package e2e drives the whole platform (started by devlaunch, exactly as
+// `make dev` runs it) in Debian's headless Chromium, as people would use it.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/chromedp"
+
+	"pressroom.dev/tools/devlaunch"
+)
+
+const chromiumPath = "/usr/bin/chromium"
+
+// startPlatform launches everything on free ports; logs go to a file that
+// the test prints the end of when it fails.
+func startPlatform(t testing.TB) *devlaunch.Platform {
+	t.Helper()
+	root, err := devlaunch.FindRepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logDir := filepath.Join(root, ".artifacts")
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(logDir, "e2e-platform.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	p, err := devlaunch.Start(ctx, devlaunch.Options{
+		RepoRoot: root, EdgeAddr: "127.0.0.1:0", Log: logf,
+		AdminEmails: []string{"admin@example.com"},
+	})
+	if err != nil {
+		logf.Close()
+		t.Fatalf("start the platform: %v\n--- last platform log lines (%s):\n%s", err, logPath, tail(logPath, 60))
+	}
+	t.Cleanup(func() {
+		if err := p.Stop(); err != nil {
+			t.Errorf("stop the platform: %v", err)
+		}
+		logf.Close()
+		if t.Failed() {
+			t.Logf("--- last platform log lines (%s):\n%s", logPath, tail(logPath, 80))
+		}
+	})
+	return p
+}
+
+func tail(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// browser starts a fresh Chromium (own profile, so its own cookies) for one person.
+func browser(t *testing.T, parent context.Context) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("%s not found: run `make deps` (Debian package chromium); the tests never download a browser", chromiumPath)
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromiumPath),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("no-default-browser-check", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(1280, 900),
+	}
+	actx, cancelA := chromedp.NewExecAllocator(parent, opts...)
+	bctx, cancelB := chromedp.NewContext(actx)
+	t.Cleanup(func() {
+		cancelB()
+		cancelA()
+	})
+	if err := chromedp.Run(bctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return bctx
+}
+
+func run(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action) {
+	t.Helper()
+	if err := chromedp.Run(ctx, actions...); err != nil {
+		var url, text string
+		_ = chromedp.Run(ctx, chromedp.Location(&url), chromedp.Text("body", &text, chromedp.ByQuery, chromedp.AtLeast(0)))
+		if len(text) > 1500 {
+			text = text[:1500]
+		}
+		shot(t, ctx, "failed-"+strings.ReplaceAll(what, " ", "-"))
+		t.Fatalf("%s: %v\n  at %s\n  page text: %s", what, err, url, text)
+	}
+}
+
+// shot saves a full-page screenshot under .artifacts/screenshots/.
+func shot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	root, err := devlaunch.FindRepoRoot()
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	dir := filepath.Join(root, ".artifacts", "screenshots")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Error(err)
+		return
+	}
+	var buf []byte
+	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&buf, 100)); err != nil {
+		t.Errorf("screenshot %s: %v", name, err)
+		return
+	}
+	path := filepath.Join(dir, name+".png")
+	if err := os.WriteFile(path, buf, 0o644); err != nil {
+		t.Error(err)
+	}
+	t.Logf("screenshot: %s", path)
+}
+
+// signIn goes through the real OIDC flow: web → auth → the local provider's form → back.
+func signIn(t *testing.T, ctx context.Context, base, email, name, returnTo string) {
+	t.Helper()
+	run(t, ctx, "sign in as "+email,
+		chromedp.Navigate(base+"/login?return_to="+returnTo),
+		chromedp.WaitVisible("#email", chromedp.ByID),
+		chromedp.SetValue("#email", email, chromedp.ByID),
+		chromedp.SetValue("#name", name, chromedp.ByID),
+		chromedp.Click("#signin", chromedp.ByID),
+		chromedp.WaitVisible("#sign-out", chromedp.ByID),
+	)
+}
+
+func signOut(t *testing.T, ctx context.Context) {
+	t.Helper()
+	run(t, ctx, "sign out", chromedp.Click("#sign-out", chromedp.ByID), chromedp.WaitVisible("#sign-in", chromedp.ByID))
+}
+
+// coverPNG is a real image for the upload: a warm gradient.
+func coverPNG(t *testing.T) string {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, 960, 540))
+	for y := 0; y < 540; y++ {
+		for x := 0; x < 960; x++ {
+			img.Set(x, y, color.RGBA{R: uint8(150 + x/10), G: uint8(60 + y/6), B: uint8(70 + (x+y)/20), A: 255})
+		}
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "harbour-at-dawn.png")
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// xssBody carries payloads that must all be inert after rendering.
+const xssBody = `The harbour wakes before the town does. Gulls first, then the **diesel** of the early boats.
+
+## What we saw
+
+- nets drying on the quay
+- a cat that owns the fish market
+
+<script>window.__xss = "script"</script>
+<img src="/nope.png" onerror="window.__xss = 'onerror'">
+<a href="javascript:window.__xss='href'" id="evil-link">a tempting link</a>
+[another link](javascript:window.__xss='md')
+<p style="position:fixed;top:0;left:0;width:100%;height:100%;background:red" onclick="window.__xss='click'">styled</p>
+<iframe src="javascript:window.__xss='iframe'"></iframe>
+
+> Every morning is a first edition.
+`
+
+func TestBrowserJourney(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the browser journey starts the whole platform; skipped with -short")
+	}
+	p := startPlatform(t)
+	base := p.URL
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+
+	// 1. A new person signs in: they are a reader and cannot reach the editor.
+	writer := browser(t, ctx)
+	signIn(t, writer, base, "writer@example.com", "Wren Writer", "/")
+	var problem string
+	run(t, writer, "reader opens the editor",
+		chromedp.Navigate(base+"/admin/articles/new"),
+		chromedp.WaitVisible("#problem", chromedp.ByID),
+		chromedp.Text("#problem", &problem, chromedp.ByID),
+	)
+	if !strings.Contains(problem, "only for authors and admins") {
+		t.Fatalf("a reader at /admin should get the friendly 403, got %q", problem)
+	}
+	var editorNodes []*cdp.Node
+	run(t, writer, "no editor for a reader", chromedp.Nodes("#editor", &editorNodes, chromedp.ByID, chromedp.AtLeast(0)))
+	if len(editorNodes) != 0 {
+		t.Fatal("a reader was shown the editor")
+	}
+	shot(t, writer, "reader-forbidden")
+
+	// 2. The admin (first of ADMIN_EMAILS) promotes the writer to author.
+	admin := browser(t, ctx)
+	signIn(t, admin, base, "admin@example.com", "Ada Admin", "/admin")
+	row := `tr[data-email="writer@example.com"]`
+	run(t, admin, "promote the writer",
+		chromedp.Navigate(base+"/admin/users"),
+		chromedp.WaitVisible(row, chromedp.ByQuery),
+		chromedp.Click(row+` input[value="author"]`, chromedp.ByQuery),
+		chromedp.Click(row+` button[type="submit"]`, chromedp.ByQuery),
+		chromedp.WaitVisible("#flash", chromedp.ByID),
+	)
+	var isAuthor bool
+	run(t, admin, "roles saved",
+		chromedp.Evaluate(`document.querySelector('tr[data-email="writer@example.com"] input[value="author"]').checked`, &isAuthor))
+	if !isAuthor {
+		t.Fatal("the author role did not stick on the users page")
+	}
+	shot(t, admin, "admin-users")
+
+	// 3. The writer signs in again (new token, new role) and uploads a cover.
+	signOut(t, writer)
+	signIn(t, writer, base, "writer@example.com", "Wren Writer", "/admin")
+	run(t, writer, "upload an image",
+		chromedp.Navigate(base+"/admin/media"),
+		chromedp.WaitVisible("#upload-form", chromedp.ByID),
+		chromedp.SetUploadFiles("#file", []string{coverPNG(t)}, chromedp.ByID),
+		chromedp.Click("#upload", chromedp.ByID),
+		chromedp.WaitVisible("#flash", chromedp.ByID),
+		chromedp.WaitVisible("#media-list img", chromedp.ByQuery),
+	)
+	shot(t, writer, "admin-media")
+
+	// 4. Write, preview, save and publish an article with that cover.
+	title := fmt.Sprintf("Morning at the harbour %d", time.Now().Unix()%100000)
+	var slug, editURL string
+	run(t, writer, "write the article",
+		chromedp.Navigate(base+"/admin/articles/new"),
+		chromedp.WaitVisible("#editor", chromedp.ByID),
+		chromedp.SetValue("#title", title, chromedp.ByID),
+		chromedp.SetValue("#summary", "Gulls, nets and the first boats out: a morning on the quay.", chromedp.ByID),
+		chromedp.SetValue("#body", xssBody, chromedp.ByID),
+		chromedp.Click(`input[name="cover_media"][value^="/media/"]`, chromedp.ByQuery),
+		chromedp.Click("#preview-button", chromedp.ByID),
+		chromedp.WaitVisible("#preview", chromedp.ByID),
+	)
+	shot(t, writer, "admin-editor")
+	run(t, writer, "save the draft",
+		chromedp.Click("#save", chromedp.ByID),
+		chromedp.WaitVisible("#flash", chromedp.ByID),
+		chromedp.Value("#slug", &slug, chromedp.ByID),
+		chromedp.Location(&editURL),
+	)
+	if slug == "" {
+		t.Fatal("the saved article has no slug")
+	}
+	run(t, writer, "publish",
+		chromedp.Click("#publish", chromedp.ByID),
+		chromedp.WaitVisible("#confirm-button", chromedp.ByID),
+		chromedp.Click("#confirm-button", chromedp.ByID),
+		chromedp.WaitVisible("#unpublish", chromedp.ByID),
+	)
+
+	// 5. An anonymous visitor sees it on the home page and at its slug; the payloads are inert.
+	visitor := browser(t, ctx)
+	var homeText string
+	run(t, visitor, "home page lists the article",
+		chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible("#articles", chromedp.ByID),
+		chromedp.Text("#articles", &homeText, chromedp.ByID),
+	)
+	if !strings.Contains(homeText, title) {
+		t.Fatalf("home page does not list %q: %s", title, homeText)
+	}
+	var coverOK bool
+	run(t, visitor, "cover image loads",
+		chromedp.Poll(`(() => { const i = document.querySelector('#articles .cover img'); return !!i && i.complete && i.naturalWidth > 0; })()`, &coverOK,
+			chromedp.WithPollingTimeout(10*time.Second)))
+	shot(t, visitor, "home")
+	var articleTitle string
+	run(t, visitor, "article page",
+		chromedp.Navigate(base+"/articles/"+slug),
+		chromedp.WaitVisible("#article", chromedp.ByID),
+		chromedp.Text("#article h1", &articleTitle, chromedp.ByQuery),
+	)
+	if articleTitle != title {
+		t.Fatalf("article page title = %q, want %q", articleTitle, title)
+	}
+	var dom struct {
+		XSS      any  `json:"xss"`
+		Scripts  int  `json:"scripts"`
+		Handlers int  `json:"handlers"`
+		JSLinks  int  `json:"jsLinks"`
+		Styles   int  `json:"styles"`
+		Frames   int  `json:"frames"`
+		Quote    bool `json:"quote"`
+	}
+	run(t, visitor, "inspect the live DOM",
+		chromedp.Click("#body p:last-of-type", chromedp.ByQuery, chromedp.AtLeast(0)),
+		chromedp.Sleep(300*time.Millisecond),
+		chromedp.Evaluate(`(() => {
+			const body = document.querySelector('#body');
+			const all = [...body.querySelectorAll('*')];
+			return {
+				xss: window.__xss === undefined ? null : window.__xss,
+				scripts: document.querySelectorAll('script').length,
+				handlers: all.filter(e => [...e.attributes].some(a => a.name.startsWith('on'))).length,
+				jsLinks: all.filter(e => ['href','src','action','formaction'].some(n => (e.getAttribute(n)||'').trim().toLowerCase().startsWith('javascript:'))).length,
+				styles: all.filter(e => e.hasAttribute('style')).length + body.querySelectorAll('style').length,
+				frames: body.querySelectorAll('iframe, object, embed').length,
+				quote: !!body.querySelector('blockquote'),
+			};
+		})()`, &dom),
+	)
+	if dom.XSS != nil || dom.Scripts != 0 || dom.Handlers != 0 || dom.JSLinks != 0 || dom.Styles != 0 || dom.Frames != 0 {
+		t.Fatalf("XSS payload survived in the live DOM: %+v", dom)
+	}
+	if !dom.Quote {
+		t.Fatal("the Markdown body was not rendered (no blockquote)")
+	}
+	shot(t, visitor, "article")
+
+	// 6. The notification service recorded the published event.
+	waitNotification(t, ctx, p, slug)
+
+	// 7. Unpublish: the article leaves the public site.
+	run(t, writer, "unpublish",
+		chromedp.Navigate(editURL),
+		chromedp.WaitVisible("#unpublish", chromedp.ByID),
+		chromedp.Click("#unpublish", chromedp.ByID),
+		chromedp.WaitVisible("#confirm-button", chromedp.ByID),
+		chromedp.Click("#confirm-button", chromedp.ByID),
+		chromedp.WaitVisible("#publish", chromedp.ByID),
+	)
+	var gone string
+	run(t, visitor, "article is gone",
+		chromedp.Navigate(base+"/articles/"+slug),
+		chromedp.WaitVisible("#problem", chromedp.ByID),
+		chromedp.Text("#problem h1", &gone, chromedp.ByQuery),
+	)
+	if gone != "Page not found" {
+		t.Fatalf("unpublished article page shows %q, want the 404 page", gone)
+	}
+	run(t, visitor, "home no longer lists it",
+		chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible("main", chromedp.ByQuery),
+		chromedp.Text("main", &homeText, chromedp.ByQuery),
+	)
+	if strings.Contains(homeText, title) {
+		t.Fatalf("home page still lists the unpublished %q", title)
+	}
+}

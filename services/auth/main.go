@@ -7,6 +7,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"time"
@@ -15,14 +16,13 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
 		slog.Error("fatal", "err", err)
-		fmt.Fprintln(os.Stderr, "auth:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string) error {
+func run(args []string, stdout io.Writer) error {
 	ctx := context.Background()
 	if len(args) == 0 || args[0] == "serve" {
 		return auth.Run(ctx)
@@ -36,7 +36,7 @@ func run(args []string) error {
 		}
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 		defer cancel()
-		return auth.Prune(ctx, nil, *retention, os.Stdout)
+		return auth.Prune(ctx, nil, *retention, stdout)
 	default:
 		return fmt.Errorf("unknown command %q: use `auth` (serve) or `auth prune [-retention 168h]`", args[0])
 	}

@@ -63,13 +63,14 @@ func LoadConfig(environ map[string]string) (Config, error) {
 	} else {
 		err = config.LoadFrom(&cfg, environ)
 	}
+	// Keep going after the kit's errors so one message lists every problem.
+	var problems []string
 	if err != nil {
-		return cfg, err
+		problems = append(problems, strings.TrimPrefix(err.Error(), "config: "))
 	}
 	if cfg.OIDCRedirectURL == "" {
 		cfg.OIDCRedirectURL = strings.TrimRight(cfg.PublicURL, "/") + "/auth/callback"
 	}
-	var problems []string
 	for _, e := range cfg.AdminEmails {
 		if e = strings.TrimSpace(e); e != "" && !strings.Contains(e, "@") {
 			problems = append(problems, fmt.Sprintf("ADMIN_EMAILS: %q is not an e-mail address (use a comma-separated list)", e))
@@ -90,7 +91,7 @@ func LoadConfig(environ map[string]string) (Config, error) {
 		}
 	}
 	if len(problems) > 0 {
-		return cfg, fmt.Errorf("config: %d problem(s): %s", len(problems), strings.Join(problems, "; "))
+		return cfg, fmt.Errorf("config: %s", strings.Join(problems, "; "))
 	}
 	return cfg, nil
 }

@@ -498,8 +498,9 @@ func TestClientIP(t *testing.T) {
 
 func TestConfig(t *testing.T) {
 	_, err := LoadConfig(map[string]string{})
-	if err == nil || !strings.Contains(err.Error(), "DATABASE_URL") || !strings.Contains(err.Error(), "REDIS_ADDR") {
-		t.Fatalf("missing settings not all named: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "DATABASE_URL") || !strings.Contains(err.Error(), "REDIS_ADDR") ||
+		!strings.Contains(err.Error(), "GOOGLE_CLIENT_ID") {
+		t.Fatalf("missing settings not all named at once: %v", err)
 	}
 	base := map[string]string{"DATABASE_URL": "postgres://x", "REDIS_ADDR": "127.0.0.1:1"}
 	_, err = LoadConfig(base)

@@ -43,7 +43,8 @@ func TestPostgresGivesEachCallItsOwnDatabase(t *testing.T) {
 	if n != 0 {
 		t.Error("database b sees a's table")
 	}
-	if PostgresServer(t) != PostgresServer(t) {
+	first, second := PostgresServer(t), PostgresServer(t)
+	if first != second {
 		t.Error("shared server started twice")
 	}
 }

@@ -148,6 +148,10 @@ func (s *Server) OnShutdown(name string, fn func(ctx context.Context) error) {
 // Run listens on Options.Addr and serves until ctx is done or the process gets
 // SIGTERM/SIGINT, then shuts down gracefully. It returns nil after a clean shutdown.
 func (s *Server) Run(ctx context.Context) error {
+	if s.opts.Addr == "" {
+		s.runClosers()
+		return errors.New("server: no listen address: set HTTP_ADDR (e.g. :8082)")
+	}
 	ln, err := net.Listen("tcp", s.opts.Addr)
 	if err != nil {
 		s.runClosers()

@@ -282,4 +282,7 @@ func TestRunReportsBusyAddress(t *testing.T) {
 	if !closed {
 		t.Error("closers must run when the server cannot start")
 	}
+	if err := New(Options{Logger: quietLogger()}).Run(context.Background()); err == nil || !strings.Contains(err.Error(), "HTTP_ADDR") {
+		t.Errorf("Run without address: %v", err)
+	}
 }

@@ -1,0 +1,107 @@
+// Command infra is the pressroom Pulumi program: it reads the typed stack
+// configuration and composes the cluster layer (cloud or not) and the
+// platform on top of it.
+package main
+
+import (
+	"fmt"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"pressroom.dev/infra/cluster"
+	"pressroom.dev/infra/dns"
+	"pressroom.dev/infra/network"
+	"pressroom.dev/stacks"
+)
+
+func main() {
+	pulumi.Run(func(ctx *pulumi.Context) error {
+		out, err := deploy(ctx, cluster.WaitReady)
+		for k, v := range out {
+			ctx.Export(k, v)
+		}
+		return err
+	})
+}
+
+// deploy composes the stack and returns its stack outputs; ready is the API
+// readiness gate (tests pass their own).
+func deploy(ctx *pulumi.Context, ready cluster.ReadyFunc) (map[string]pulumi.Input, error) {
+	out := map[string]pulumi.Input{}
+	cfg, err := stacks.FromPulumi(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var cl *cluster.Cluster
+	if cfg.CloudEnabled() {
+		if cl, err = cloud(ctx, cfg, out); err != nil {
+			return nil, err
+		}
+	}
+	kube, err := cluster.NewKube(ctx, cfg, cl, ready)
+	if err != nil {
+		return nil, err
+	}
+	out["url"] = pulumi.String(cfg.URL())
+	out["wwwUrl"] = pulumi.String(cfg.WWWURL())
+	if cfg.Cluster.Mode != stacks.ModeRender {
+		out["kubeconfig"] = kube.Kubeconfig
+	}
+	return out, platformLayer(ctx, cfg, kube)
+}
+
+// cloud declares the DigitalOcean and Cloudflare resources.
+func cloud(ctx *pulumi.Context, cfg *stacks.Config, out map[string]pulumi.Input) (*cluster.Cluster, error) {
+	c := cfg.Cluster
+	net, err := network.New(ctx, "network", &network.Args{
+		Stack:         cfg.Stack,
+		Region:        c.Region,
+		VPCCIDR:       c.VPCCIDR,
+		AdminCIDRs:    c.AdminCIDRs,
+		SSHPublicKeys: c.SSHPublicKeys,
+		HA:            c.Nodes > 1,
+	})
+	if err != nil {
+		return nil, err
+	}
+	cl, err := cluster.New(ctx, "cluster", &cluster.Args{
+		Stack:        cfg.Stack,
+		Domain:       cfg.Domain,
+		Region:       c.Region,
+		Size:         c.Size,
+		Image:        c.Image,
+		Nodes:        c.Nodes,
+		K3sVersion:   c.K3sVersion,
+		VolumeSizeGB: c.VolumeSizeGB,
+		APIHost:      c.APIHost,
+		Protect:      cfg.Protect,
+		Network:      net,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := dns.New(ctx, "dns", &dns.Args{
+		ZoneID: cfg.Cloudflare.ZoneID,
+		Domain: cfg.Domain,
+		IPs:    cl.PublicIPs(),
+	}); err != nil {
+		return nil, err
+	}
+	out["ip"] = cl.IP
+	out["nodeIps"] = cl.NodeIPs
+	if len(c.SSHPublicKeys) == 0 {
+		out["sshPrivateKey"] = net.GeneratedPrivateKey
+		out["sshCommand"] = pulumi.Sprintf("pulumi stack output --show-secrets sshPrivateKey > pressroom-%s.key && chmod 600 pressroom-%s.key && ssh -i pressroom-%s.key root@%s", cfg.Stack, cfg.Stack, cfg.Stack, cl.IP)
+	} else {
+		out["sshCommand"] = pulumi.Sprintf("ssh root@%s", cl.IP)
+	}
+	return cl, nil
+}
+
+// platformLayer is replaced by platform.NewPlatform once that package lands.
+func platformLayer(ctx *pulumi.Context, cfg *stacks.Config, kube *cluster.Kube) error {
+	if kube.Provider == nil {
+		return fmt.Errorf("no kubernetes provider")
+	}
+	return nil
+}

@@ -100,6 +100,10 @@ func (p *PG) exec(ctx context.Context, sql string) error {
 
 func pgBinDir() (string, error) {
 	if d := os.Getenv("PRESSROOM_PG_BIN"); d != "" {
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err != nil {
+			return "", fmt.Errorf("testkit: PRESSROOM_PG_BIN=%s holds no initdb: point it at a PostgreSQL bin directory "+
+				"or unset it to use the Debian package postgresql", d)
+		}
 		return d, nil
 	}
 	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")

@@ -192,3 +192,14 @@ func TestJWTKeysLoad(t *testing.T) {
 		t.Errorf("kid %s != %s", s.KeyID(), k.KeyID)
 	}
 }
+
+func TestMissingBinariesNameTheirPackage(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	if _, err := newRedis(); err == nil || !strings.Contains(err.Error(), "Debian package redis-server") {
+		t.Errorf("redis without binary: %v", err)
+	}
+	t.Setenv("PRESSROOM_PG_BIN", t.TempDir())
+	if _, err := newPG(); err == nil || !strings.Contains(err.Error(), "Debian package postgresql") {
+		t.Errorf("postgres without binary: %v", err)
+	}
+}

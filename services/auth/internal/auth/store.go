@@ -103,9 +103,12 @@ func (s *Store) UpsertOnSignIn(ctx context.Context, email, name, avatar string, 
 			after = append(slices.Clone(before), "admin")
 			res.Promoted = true
 		}
-		// Keep what the provider last said, but never blank out a name we had.
+		// Keep what the provider last said, but never blank out what we had.
 		if name == "" {
 			name = u.Name
+		}
+		if avatar == "" {
+			avatar = u.AvatarURL
 		}
 		u, err = scanUser(tx.QueryRow(ctx, `
 			UPDATE users SET name = $2, avatar_url = $3, roles = $4, updated_at = now()

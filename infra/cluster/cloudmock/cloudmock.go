@@ -109,10 +109,14 @@ func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 		}
 		set("result", randomString(n))
 	case "digitalocean:index/droplet:Droplet":
-		m.mu.Lock()
-		m.droplets++
-		n := m.droplets
-		m.mu.Unlock()
+		// Numbered by the "-node-N" suffix: droplets register concurrently.
+		var n int
+		if _, err := fmt.Sscanf(args.Name[strings.LastIndex(args.Name, "-")+1:], "%d", &n); err != nil || n == 0 {
+			m.mu.Lock()
+			m.droplets++
+			n = 100 + m.droplets
+			m.mu.Unlock()
+		}
 		id = fmt.Sprint(400000000 + n)
 		set("ipv4Address", fmt.Sprintf("203.0.113.%d", 10+n))
 		set("ipv4AddressPrivate", fmt.Sprintf("10.110.0.%d", 1+n))

@@ -1,0 +1,565 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"gopkg.in/yaml.v3"
+
+	"pressroom.dev/infra/cluster"
+	"pressroom.dev/infra/cluster/cloudmock"
+	"pressroom.dev/infra/network"
+	"pressroom.dev/stacks"
+)
+
+const (
+	tDroplet    = "digitalocean:index/droplet:Droplet"
+	tFirewall   = "digitalocean:index/firewall:Firewall"
+	tVolume     = "digitalocean:index/volume:Volume"
+	tRecord     = "cloudflare:index/record:Record"
+	tProvider   = "pulumi:providers:kubernetes"
+	tSelfSigned = "tls:index/selfSignedCert:SelfSignedCert"
+)
+
+// operatorSecrets stand in for `pulumi config set --secret ...`.
+var operatorSecrets = map[string]string{
+	"pressroom:googleClientSecret": "placeholder-client-secret",
+	"pressroom:resendApiKey":       "re_placeholder",
+}
+
+// run is one mocked `pulumi up` of the program.
+type run struct {
+	mocks   *cloudmock.Mocks
+	outputs map[string]any
+	secret  map[string]bool
+	probed  []string // kubeconfigs handed to the readiness gate
+}
+
+func stackConfig(t *testing.T, stack string, override map[string]string) map[string]string {
+	t.Helper()
+	cfg, err := stacks.ReadStackFile("../Pulumi." + stack + ".yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range operatorSecrets {
+		cfg[k] = v
+	}
+	for k, v := range override {
+		cfg[k] = v
+	}
+	return cfg
+}
+
+func deployWith(t *testing.T, stack string, config map[string]string) (*run, error) {
+	t.Helper()
+	r := &run{mocks: &cloudmock.Mocks{}, outputs: map[string]any{}, secret: map[string]bool{}}
+	var mu sync.Mutex
+	probe := func(_ context.Context, kc string, timeout time.Duration) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if timeout <= 0 {
+			return fmt.Errorf("readiness gate without a bound")
+		}
+		r.probed = append(r.probed, kc)
+		return nil
+	}
+	secretKeys := []string{}
+	for _, k := range stacks.SecretKeys() {
+		secretKeys = append(secretKeys, stacks.Namespace+":"+k)
+	}
+	outs := map[string]pulumi.Output{}
+	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
+		out, err := deploy(ctx, probe)
+		for k, v := range out {
+			outs[k] = pulumi.ToOutput(v)
+		}
+		return err
+	}, pulumi.WithMocks("pressroom", stack, r.mocks), func(info *pulumi.RunInfo) {
+		info.Config = config
+		info.ConfigSecretKeys = secretKeys
+	})
+	// Outputs built from config are not tracked by the run: await them here.
+	for k, o := range outs {
+		ch := make(chan any, 1)
+		o.ApplyT(func(x any) any { ch <- x; return x })
+		select {
+		case x := <-ch:
+			r.outputs[k], r.secret[k] = x, pulumi.IsSecret(o)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("output %s never resolved", k)
+		}
+	}
+	return r, err
+}
+
+func mustDeploy(t *testing.T, stack string, override map[string]string) *run {
+	t.Helper()
+	r, err := deployWith(t, stack, stackConfig(t, stack, override))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func str(v resource.PropertyValue) string {
+	if v.IsSecret() {
+		v = v.SecretValue().Element
+	}
+	if v.IsString() {
+		return v.StringValue()
+	}
+	return ""
+}
+
+func in(r cloudmock.Resource, k string) resource.PropertyValue {
+	v := r.Inputs[resource.PropertyKey(k)]
+	if v.IsSecret() {
+		return v.SecretValue().Element
+	}
+	return v
+}
+
+func strs(v resource.PropertyValue) []string {
+	var out []string
+	if v.IsSecret() {
+		v = v.SecretValue().Element
+	}
+	if !v.IsArray() {
+		return nil
+	}
+	for _, e := range v.ArrayValue() {
+		out = append(out, str(e))
+	}
+	return out
+}
+
+type rule struct{ Protocol, Ports, CIDRs string }
+
+func firewallRules(t *testing.T, fw cloudmock.Resource, key string, peers string) []rule {
+	t.Helper()
+	var out []rule
+	for _, e := range in(fw, key).ArrayValue() {
+		o := e.ObjectValue()
+		out = append(out, rule{str(o["protocol"]), str(o["portRange"]), strings.Join(strs(o[resource.PropertyKey(peers)]), ",")})
+	}
+	return out
+}
+
+// cloudInit parses a droplet's user data into its K3s config and bootstrap script.
+func cloudInit(t *testing.T, d cloudmock.Resource) (k3s map[string]any, script string, files map[string]string) {
+	t.Helper()
+	ud := str(d.Inputs["userData"])
+	if !d.Inputs["userData"].IsSecret() {
+		t.Errorf("%s: user data carries CA keys and the token and must be secret", d.Name)
+	}
+	var ci struct {
+		WriteFiles []struct{ Path, Content string } `yaml:"write_files"`
+	}
+	if err := yaml.Unmarshal([]byte(ud), &ci); err != nil {
+		t.Fatal(err)
+	}
+	files = map[string]string{}
+	for _, f := range ci.WriteFiles {
+		files[f.Path] = f.Content
+	}
+	if err := yaml.Unmarshal([]byte(files[cluster.K3sConfig]), &k3s); err != nil {
+		t.Fatal(err)
+	}
+	return k3s, files[cluster.BootstrapScript], files
+}
+
+func caByCN(t *testing.T, m *cloudmock.Mocks, cn string) *x509.Certificate {
+	t.Helper()
+	for _, r := range m.ByType(tSelfSigned) {
+		c, err := cloudmock.ParseCert(str(r.Outputs["certPem"]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Subject.CommonName == cn {
+			return c
+		}
+	}
+	t.Fatalf("no CA %s", cn)
+	return nil
+}
+
+func TestStagingGraph(t *testing.T) {
+	r := mustDeploy(t, "staging", nil)
+	m := r.mocks
+	want := map[string]int{
+		"digitalocean:index/vpc:Vpc":                                   1,
+		"digitalocean:index/tag:Tag":                                   1,
+		"digitalocean:index/sshKey:SshKey":                             1, // generated: staging lists no key
+		tFirewall:                                                      1,
+		"digitalocean:index/reservedIp:ReservedIp":                     1,
+		"digitalocean:index/reservedIpAssignment:ReservedIpAssignment": 1,
+		tVolume:                              1,
+		tDroplet:                             1,
+		"digitalocean:index/project:Project": 1,
+		tRecord:                              2,
+		"tls:index/privateKey:PrivateKey":    8, // 5 CAs, service account, admin, ssh
+		tSelfSigned:                          5,
+		"tls:index/certRequest:CertRequest":  1,
+		"tls:index/locallySignedCert:LocallySignedCert": 1,
+		"random:index/randomPassword:RandomPassword":    1,
+		tProvider: 1,
+	}
+	got := m.Count()
+	for typ, n := range want {
+		if got[typ] != n {
+			t.Errorf("%s: %d resources, want %d", typ, got[typ], n)
+		}
+	}
+
+	// Firewall: exactly as specified.
+	fw := m.ByType(tFirewall)[0]
+	if tags := strs(in(fw, "tags")); !reflect.DeepEqual(tags, []string{"pressroom-staging"}) {
+		t.Errorf("firewall tags %v", tags)
+	}
+	wantIn := []rule{
+		{"tcp", "22", "203.0.113.10/32"},
+		{"tcp", "6443", "203.0.113.10/32"},
+		{"tcp", "80", "0.0.0.0/0,::/0"},
+		{"tcp", "443", "0.0.0.0/0,::/0"},
+		{"icmp", "", "0.0.0.0/0,::/0"},
+		{"tcp", "6443", "10.110.0.0/20"},
+		{"tcp", "10250", "10.110.0.0/20"},
+		{"udp", "8472", "10.110.0.0/20"},
+	}
+	if gotIn := firewallRules(t, fw, "inboundRules", "sourceAddresses"); !reflect.DeepEqual(gotIn, wantIn) {
+		t.Errorf("inbound rules\n got %v\nwant %v", gotIn, wantIn)
+	}
+	if out := firewallRules(t, fw, "outboundRules", "destinationAddresses"); len(out) != 3 {
+		t.Errorf("outbound rules %v", out)
+	}
+
+	// DNS: apex and www, DNS-only, at the reserved IP.
+	names := []string{}
+	for _, rec := range m.ByType(tRecord) {
+		names = append(names, str(in(rec, "name")))
+		if p := in(rec, "proxied"); !p.IsBool() || p.BoolValue() {
+			t.Errorf("record %s must be DNS-only (proxied=false), got %v", rec.Name, p)
+		}
+		if str(in(rec, "content")) != "198.51.100.7" || str(in(rec, "type")) != "A" || str(in(rec, "zoneId")) != "0123456789abcdef0123456789abcdef" {
+			t.Errorf("record %s inputs %v", rec.Name, rec.Inputs)
+		}
+	}
+	sort.Strings(names)
+	if !reflect.DeepEqual(names, []string{"staging.example.com", "www.staging.example.com"}) {
+		t.Errorf("record names %v", names)
+	}
+
+	// The node: pinned K3s, CA files, tls-san, replacement safety.
+	d := m.ByType(tDroplet)[0]
+	k3s, script, files := cloudInit(t, d)
+	if !strings.Contains(script, "INSTALL_K3S_VERSION='v1.31.4+k3s1'") {
+		t.Errorf("bootstrap does not pin K3s: %s", script)
+	}
+	for _, f := range []string{"server-ca.crt", "server-ca.key", "client-ca.crt", "client-ca.key", "request-header-ca.crt",
+		"request-header-ca.key", "etcd/server-ca.crt", "etcd/peer-ca.crt", "service.key"} {
+		if !strings.Contains(files[cluster.TLSDir+"/"+f], "-----BEGIN") {
+			t.Errorf("user data lacks %s", f)
+		}
+	}
+	if sans := fmt.Sprint(k3s["tls-san"]); sans != "[198.51.100.7 k8s.staging.example.com]" {
+		t.Errorf("tls-san %s", sans)
+	}
+	if k3s["cluster-init"] != nil || k3s["server"] != nil {
+		t.Errorf("single node must not use embedded etcd flags: %v", k3s)
+	}
+	if !reflect.DeepEqual(d.IgnoreChanges, []string{"userData", "image", "sshKeys"}) {
+		t.Errorf("droplet ignoreChanges %v", d.IgnoreChanges)
+	}
+	if mon := in(d, "monitoring"); !mon.IsBool() || !mon.BoolValue() {
+		t.Error("droplet monitoring must be on")
+	}
+	if vols := strs(in(d, "volumeIds")); len(vols) != 1 {
+		t.Errorf("first node volumes %v", vols)
+	}
+	if v := m.ByType(tVolume)[0]; v.Protect || d.Protect {
+		t.Error("staging resources are not protected")
+	}
+
+	// Outputs.
+	for k, v := range map[string]any{"url": "https://staging.example.com", "wwwUrl": "https://www.staging.example.com", "ip": "198.51.100.7"} {
+		if r.outputs[k] != v {
+			t.Errorf("output %s = %v, want %v", k, r.outputs[k], v)
+		}
+	}
+	if ips := fmt.Sprint(r.outputs["nodeIps"]); ips != "[198.51.100.7]" {
+		t.Errorf("nodeIps %s", ips)
+	}
+	if !strings.Contains(fmt.Sprint(r.outputs["sshCommand"]), "root@198.51.100.7") {
+		t.Errorf("sshCommand %v", r.outputs["sshCommand"])
+	}
+	for _, k := range []string{"kubeconfig", "sshPrivateKey"} {
+		if !r.secret[k] || r.outputs[k] == "" {
+			t.Errorf("output %s must be a non-empty secret (secret=%v)", k, r.secret[k])
+		}
+	}
+	if len(r.probed) != 1 || r.probed[0] != r.outputs["kubeconfig"] {
+		t.Errorf("the readiness gate must see the exported kubeconfig once, saw %d", len(r.probed))
+	}
+
+	// The provider: the gated kubeconfig and a stable cluster identity.
+	p := m.ByType(tProvider)[0]
+	if str(in(p, "clusterIdentifier")) != "pressroom-staging" || str(in(p, "kubeconfig")) != r.outputs["kubeconfig"] {
+		t.Errorf("provider inputs %v", p.Inputs)
+	}
+}
+
+func TestKubeconfigVerifiesAgainstTheGeneratedCAs(t *testing.T) {
+	r := mustDeploy(t, "staging", nil)
+	kc, err := cluster.ParseKubeconfig(r.outputs["kubeconfig"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kc.Clusters) != 1 || kc.Clusters[0].Cluster.Server != "https://198.51.100.7:6443" {
+		t.Fatalf("clusters %+v", kc.Clusters)
+	}
+	server, tlsCfg, _, err := kc.Current()
+	if err != nil || server == "" || len(tlsCfg.Certificates) != 1 {
+		t.Fatalf("current: %v %v", server, err)
+	}
+	client, err := x509.ParseCertificate(tlsCfg.Certificates[0].Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientCA := caByCN(t, r.mocks, cluster.ClientCACN)
+	serverCA := caByCN(t, r.mocks, cluster.ServerCACN)
+	roots := x509.NewCertPool()
+	roots.AddCert(clientCA)
+	if _, err := client.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("admin certificate does not verify against the client CA: %v", err)
+	}
+	serverOnly := x509.NewCertPool()
+	serverOnly.AddCert(serverCA)
+	if _, err := client.Verify(x509.VerifyOptions{Roots: serverOnly, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err == nil {
+		t.Error("admin certificate must not verify against the server CA")
+	}
+	if !reflect.DeepEqual(client.Subject.Organization, []string{cluster.AdminOrg}) || client.Subject.CommonName != cluster.AdminCN {
+		t.Errorf("admin subject %v", client.Subject)
+	}
+	caData, _ := base64.StdEncoding.DecodeString(kc.Clusters[0].Cluster.CertificateAuthorityData)
+	b, _ := pem.Decode(caData)
+	if b == nil || !serverCA.Equal(mustParse(t, b.Bytes)) {
+		t.Error("kubeconfig must trust exactly the generated server CA")
+	}
+	if !clientCA.IsCA || clientCA.KeyUsage&x509.KeyUsageCertSign == 0 {
+		t.Error("client CA must be a signing CA")
+	}
+}
+
+func mustParse(t *testing.T, der []byte) *x509.Certificate {
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestProdGraphIsHAAndProtected(t *testing.T) {
+	r := mustDeploy(t, "prod", nil)
+	m := r.mocks
+	drops := m.ByType(tDroplet)
+	if len(drops) != 3 {
+		t.Fatalf("%d droplets, want 3", len(drops))
+	}
+	var token string
+	for i, d := range drops {
+		k3s, script, _ := cloudInit(t, d)
+		if i == 0 {
+			token = fmt.Sprint(k3s["token"])
+			if k3s["cluster-init"] != true || k3s["server"] != nil {
+				t.Errorf("first server must start embedded etcd: %v", k3s)
+			}
+			if !strings.Contains(script, "DO_Volume_pressroom-prod-data") {
+				t.Error("first server mounts the data volume")
+			}
+		} else {
+			if k3s["server"] != "https://10.110.0.2:6443" || k3s["cluster-init"] != nil {
+				t.Errorf("node %d join config %v", i+1, k3s)
+			}
+			if fmt.Sprint(k3s["token"]) != token || len(token) != 48 {
+				t.Errorf("node %d must share the 48-character token", i+1)
+			}
+			if len(strs(in(d, "volumeIds"))) != 0 {
+				t.Errorf("node %d must not attach the volume", i+1)
+			}
+		}
+		if !d.Protect {
+			t.Errorf("prod droplet %s must be protected", d.Name)
+		}
+		if !strings.Contains(fmt.Sprint(k3s["tls-san"]), "k8s.example.com") {
+			t.Errorf("tls-san %v", k3s["tls-san"])
+		}
+	}
+	if !m.ByType(tVolume)[0].Protect {
+		t.Error("prod volume must be protected")
+	}
+	// etcd ports open only inside the VPC.
+	fw := m.ByType(tFirewall)[0]
+	etcd := 0
+	for _, rl := range firewallRules(t, fw, "inboundRules", "sourceAddresses") {
+		if rl.Ports == "2379-2380" {
+			etcd++
+			if rl.CIDRs != "10.120.0.0/20" {
+				t.Errorf("etcd ports open to %s", rl.CIDRs)
+			}
+		}
+		if rl.Ports == "22" && rl.CIDRs != "203.0.113.10/32,198.51.100.0/28" {
+			t.Errorf("ssh open to %s", rl.CIDRs)
+		}
+	}
+	if etcd != 1 {
+		t.Errorf("%d etcd rules, want 1", etcd)
+	}
+	// DNS points at all three servers.
+	recs := m.ByType(tRecord)
+	if len(recs) != 6 {
+		t.Fatalf("%d records, want 6", len(recs))
+	}
+	targets := map[string]bool{}
+	for _, rec := range recs {
+		targets[str(in(rec, "content"))] = true
+	}
+	if !reflect.DeepEqual(targets, map[string]bool{"198.51.100.7": true, "203.0.113.12": true, "203.0.113.13": true}) {
+		t.Errorf("DNS targets %v", targets)
+	}
+	if len(m.ByType("digitalocean:index/sshKey:SshKey")) != 1 || r.outputs["sshPrivateKey"] != nil {
+		t.Error("prod lists its own key: no key is generated")
+	}
+	if fmt.Sprint(r.outputs["sshCommand"]) != "ssh root@198.51.100.7" {
+		t.Errorf("sshCommand %v", r.outputs["sshCommand"])
+	}
+	if fmt.Sprint(r.outputs["nodeIps"]) != "[198.51.100.7 203.0.113.12 203.0.113.13]" {
+		t.Errorf("nodeIps %v", r.outputs["nodeIps"])
+	}
+}
+
+func TestFirewallRulesHelper(t *testing.T) {
+	for _, ha := range []bool{false, true} {
+		for _, r := range network.InboundRules([]string{"192.0.2.1/32"}, "10.1.0.0/20", ha) {
+			if r.Ports == "22" || r.Ports == "2379-2380" || r.Ports == "10250" {
+				if strings.Contains(strings.Join(r.CIDRs, ","), "0.0.0.0/0") {
+					t.Errorf("port %s open to the internet", r.Ports)
+				}
+			}
+		}
+	}
+}
+
+func noCloud(t *testing.T, m *cloudmock.Mocks) {
+	t.Helper()
+	for _, r := range m.Resources() {
+		for _, bad := range []string{"digitalocean:", "cloudflare:", "command:", "docker:", "pulumi:providers:digitalocean", "pulumi:providers:cloudflare"} {
+			if strings.HasPrefix(r.Type, bad) {
+				t.Errorf("%s mode registered %s %s", "no-cloud", r.Type, r.Name)
+			}
+		}
+	}
+}
+
+const localKubeconfig = `apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster: {server: "https://127.0.0.1:6443", insecure-skip-tls-verify: true}
+users:
+- name: admin
+  user: {token: abc}
+contexts:
+- name: local
+  context: {cluster: local, user: admin}
+current-context: local
+`
+
+func TestExistingModeCreatesNoCloudResources(t *testing.T) {
+	r := mustDeploy(t, "staging", map[string]string{
+		"pressroom:cluster":          `{"mode":"existing"}`,
+		"pressroom:kubeconfig":       localKubeconfig,
+		"pressroom:registry":         `{"kind":"external","server":"registry.example.com","username":"ci"}`,
+		"pressroom:registryPassword": "pw",
+	})
+	noCloud(t, r.mocks)
+	ps := r.mocks.ByType(tProvider)
+	if len(ps) != 1 || str(in(ps[0], "kubeconfig")) != localKubeconfig || str(in(ps[0], "clusterIdentifier")) != "pressroom-staging" {
+		t.Fatalf("providers %v", ps)
+	}
+	if len(r.probed) != 1 {
+		t.Error("existing clusters also pass the readiness gate")
+	}
+	if !r.secret["kubeconfig"] {
+		t.Error("kubeconfig output must be secret")
+	}
+	for _, k := range []string{"ip", "nodeIps", "sshCommand"} {
+		if _, ok := r.outputs[k]; ok {
+			t.Errorf("existing mode exports %s", k)
+		}
+	}
+}
+
+func TestRenderModeCreatesNoCloudResources(t *testing.T) {
+	r := mustDeploy(t, "staging", map[string]string{
+		"pressroom:cluster":          `{"mode":"render","renderDir":"out/manifests"}`,
+		"pressroom:registry":         `{"kind":"external","server":"registry.example.com","username":"ci"}`,
+		"pressroom:registryPassword": "pw",
+	})
+	noCloud(t, r.mocks)
+	ps := r.mocks.ByType(tProvider)
+	if len(ps) != 1 || str(in(ps[0], "renderYamlToDirectory")) != "out/manifests" {
+		t.Fatalf("providers %v", ps)
+	}
+	if len(r.probed) != 0 {
+		t.Error("render mode has no API server to wait for")
+	}
+	if r.outputs["url"] != "https://staging.example.com" {
+		t.Errorf("url %v", r.outputs["url"])
+	}
+}
+
+func TestInvalidConfigFailsBeforeAnyResource(t *testing.T) {
+	r, err := deployWith(t, "staging", stackConfig(t, "staging", map[string]string{
+		"pressroom:domain":  "not a domain",
+		"pressroom:cluster": `{"nodes":2,"adminCidrs":["0.0.0.0/0"]}`,
+	}))
+	if err == nil {
+		t.Fatal("invalid config deployed")
+	}
+	for _, want := range []string{
+		`pressroom:domain: must be a DNS name like example.com (got "not a domain")`,
+		"pressroom:cluster.nodes: must be 1, or 3",
+		"pressroom:cluster.adminCidrs: entry 1 (0.0.0.0/0) opens SSH and the Kubernetes API to the whole internet",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if n := len(r.mocks.Resources()); n != 0 {
+		t.Errorf("%d resources registered before validation failed", n)
+	}
+}
+
+func TestPlainTextSecretsAreRefused(t *testing.T) {
+	cfg := stackConfig(t, "staging", nil)
+	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
+		_, err := deploy(ctx, nil)
+		return err
+	}, pulumi.WithMocks("pressroom", "staging", &cloudmock.Mocks{}), func(info *pulumi.RunInfo) {
+		info.Config = cfg // no ConfigSecretKeys: as if set without --secret
+	})
+	if err == nil || !strings.Contains(err.Error(), "pressroom:googleClientSecret: is stored in plain text; run `pulumi config set --secret googleClientSecret <value>`") {
+		t.Errorf("plain-text secret accepted: %v", err)
+	}
+}

@@ -30,7 +30,7 @@ import (
 const origin = "https://news.example.com"
 
 type harness struct {
-	t        *testing.T
+	t        testing.TB
 	web      *httptest.Server
 	app      *App
 	signer   *token.Signer
@@ -47,7 +47,7 @@ var testKey = func() *rsa.PrivateKey {
 	return k
 }()
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	gin.SetMode(gin.TestMode)
 	signer := token.NewSigner(testKey, "pressroom-auth", []string{"pressroom"}, 15*time.Minute)
@@ -703,5 +703,26 @@ func TestClientIPIsTheProxyAddedEntry(t *testing.T) {
 	r.Header.Set("X-Forwarded-For", "6.6.6.6, 203.0.113.9")
 	if got := clientIP(r); got != "203.0.113.9" {
 		t.Fatalf("spoofed XFF: got %q, want the right-most entry", got)
+	}
+}
+
+// BenchmarkCachedPages measures web's own cost for a cached anonymous page
+// (no network): the part of the platform benchmark this service controls.
+func BenchmarkCachedPages(b *testing.B) {
+	h := newHarness(b)
+	h.published("Tides", "tides", strings.Repeat("## Part\n\nSome *text* here.\n\n", 30))
+	e := gin.New()
+	h.app.Register(e)
+	for _, path := range []string{"/", "/articles/tides"} {
+		b.Run(path, func(b *testing.B) {
+			r := httptest.NewRequest(http.MethodGet, path, nil)
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				e.ServeHTTP(w, r)
+				if w.Code != http.StatusOK {
+					b.Fatalf("status %d", w.Code)
+				}
+			}
+		})
 	}
 }

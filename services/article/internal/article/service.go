@@ -344,14 +344,13 @@ func (s *Service) setStatus(ctx context.Context, p authz.Principal, id, status s
 			a.PublishedAt = nil
 			subject = SubjectUnpublished
 		}
-		if out, err = setStatus(ctx, tx, a.ID, a.Status, a.PublishedAt); err != nil {
-			return err
-		}
-		ev, err := newEvent(ctx, subject, out, s.publicURL, now)
+		// The event needs only fields the status change leaves alone.
+		ev, err := newEvent(ctx, subject, a, s.publicURL, now)
 		if err != nil {
 			return err
 		}
-		return insertOutbox(ctx, tx, ev)
+		out, err = setStatusWithEvent(ctx, tx, a.ID, a.Status, a.PublishedAt, ev)
+		return err
 	})
 	return out, err
 }

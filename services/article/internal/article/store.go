@@ -168,11 +168,17 @@ func freeSlug(ctx context.Context, q db, base string) (string, error) {
 	return withSuffix(base, maxN+1), nil
 }
 
-// setStatus changes only the status (no slug change, so no savepoint needed:
-// this is the hot path of publishing).
-func setStatus(ctx context.Context, tx pgx.Tx, id, status string, publishedAt *time.Time) (*Article, error) {
-	rows, err := tx.Query(ctx, `UPDATE articles SET status = $2, published_at = $3, updated_at = now()
-		WHERE id = $1 RETURNING `+columns, id, status, publishedAt)
+// setStatusWithEvent changes only the status and adds the event, in one
+// statement (one round trip: this is the hot path of publishing).
+func setStatusWithEvent(ctx context.Context, tx pgx.Tx, id, status string, publishedAt *time.Time, e OutboxEvent) (*Article, error) {
+	hdr, err := json.Marshal(e.Headers)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := tx.Query(ctx, `WITH u AS (
+			UPDATE articles SET status = $2, published_at = $3, updated_at = now() WHERE id = $1 RETURNING *),
+		o AS (INSERT INTO outbox (event_id, subject, payload, headers) SELECT $4, $5, $6, $7 FROM u)
+		SELECT `+columns+` FROM u`, id, status, publishedAt, e.EventID, e.Subject, e.Payload, hdr)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package stacks
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -287,7 +288,7 @@ func TestBrokenConfigsReportEveryProblem(t *testing.T) {
 				`pressroom:cluster.adminCidrs: must be a list of strings (got "203.0.113.1/32")`,
 				"pressroom:acme: must be an object of settings",
 				`pressroom:app.googleLoginEnabled: must be true or false (got "yes please")`,
-				"pressroom:registry.kind: services auth, article, media, notification, web have no image in images, so they are built and need a registry",
+				"pressroom:images: render mode builds no images: give auth, article, media, notification, web as image@sha256:<digest>",
 			},
 		},
 		{
@@ -370,6 +371,7 @@ current-context: x
 		"pressroom:kubeconfig":       kc,
 		"pressroom:registry":         `{"kind":"external","server":"registry.example.com:5000","username":"ci"}`,
 		"pressroom:registryPassword": "pw",
+		"pressroom:images":           allImages(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -381,6 +383,29 @@ current-context: x
 	cfg.Secrets.Kubeconfig.ApplyT(func(s string) string { got <- s; return s })
 	if <-got != kc {
 		t.Error("kubeconfig secret lost its value")
+	}
+}
+
+// allImages pins every service by digest.
+func allImages() string {
+	var parts []string
+	for i, s := range Services {
+		parts = append(parts, fmt.Sprintf("%q:%q", s, fmt.Sprintf("registry.example.com/pressroom/%s@sha256:%064x", s, i+1)))
+	}
+	return "{" + strings.Join(parts, ",") + "}"
+}
+
+func TestNoCloudModesNeedEveryImage(t *testing.T) {
+	for _, mode := range []string{ModeExisting, ModeRender} {
+		_, err := Load("x", map[string]string{
+			"pressroom:domain":  "example.com",
+			"pressroom:cluster": `{"mode":"` + mode + `"}`,
+			"pressroom:acme":    `{"email":"ops@example.com"}`,
+			"pressroom:app":     `{"googleLoginEnabled":false}`,
+			"pressroom:images":  `{"web":"registry.example.com/pressroom/web@sha256:` + strings.Repeat("a", 64) + `"}`,
+		})
+		ps := problems(t, err)
+		wantProblem(t, ps, "pressroom:images: "+mode+" mode builds no images: give auth, article, media, notification as image@sha256:<digest>")
 	}
 }
 

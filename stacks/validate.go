@@ -132,9 +132,14 @@ func (l *loader) validate(c *Config, secrets map[string]string) {
 		}
 	}
 	need := c.NeedsBuild()
+	if len(need) > 0 && (cl.Mode == ModeExisting || cl.Mode == ModeRender) {
+		// Images are built only with the cloud layer: existing and render
+		// stacks must run with nothing but the kubernetes, tls and random providers.
+		l.problemf("images", "%s mode builds no images: give %s as image@sha256:<digest> (for example from the staging stack's `pulumi stack output images`)", cl.Mode, strings.Join(need, ", "))
+	}
 	switch c.Registry.Kind {
 	case RegistryNone:
-		if len(need) > 0 {
+		if len(need) > 0 && cl.Mode == ModeDigitalOcean {
 			l.problemf("registry.kind", "services %s have no image in images, so they are built and need a registry: set registry.kind to digitalocean or external, or give every image", strings.Join(need, ", "))
 		}
 	case RegistryDigitalOcean:

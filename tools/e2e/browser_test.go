@@ -287,6 +287,9 @@ func TestBrowserJourney(t *testing.T) {
 		chromedp.WaitVisible("#unpublish", chromedp.ByID),
 	)
 
+	run(t, writer, "articles list", chromedp.Navigate(base+"/admin/articles"), chromedp.WaitVisible("#article-list", chromedp.ByID))
+	shot(t, writer, "admin-articles")
+
 	// 5. An anonymous visitor sees it on the home page and at its slug; the payloads are inert.
 	visitor := browser(t, ctx)
 	var homeText string
@@ -345,6 +348,9 @@ func TestBrowserJourney(t *testing.T) {
 		t.Fatal("the Markdown body was not rendered (no blockquote)")
 	}
 	shot(t, visitor, "article")
+	run(t, visitor, "phone-sized home", chromedp.EmulateViewport(390, 844), chromedp.Navigate(base+"/"), chromedp.WaitVisible("#articles", chromedp.ByID))
+	shot(t, visitor, "home-phone")
+	run(t, visitor, "back to desktop size", chromedp.EmulateViewport(1280, 900))
 
 	// 6. The notification service recorded the published event.
 	waitNotification(t, ctx, p, slug)

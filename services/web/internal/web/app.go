@@ -233,7 +233,7 @@ func (a *App) problem(c *gin.Context, status int, msg string) {
 		msg = def
 	}
 	if status == http.StatusForbidden && principal(c).Authenticated() && !principal(c).CanAccessAdmin() {
-		hint = "The admin area is for authors and admins. If an admin has just given you the author role, sign out and sign in again."
+		hint = "If an admin has just given you the author role, sign out and sign in again."
 	}
 	a.page(c, status, "error", &Page{Title: title, NoIndex: true, Data: problemData{Message: msg, Hint: hint}})
 	c.Abort()

@@ -379,7 +379,7 @@ func TestUnrecordableEventIsRedeliveredThenDeadLettered(t *testing.T) {
 func TestConsumerKilledMidBatchAndRestarted(t *testing.T) {
 	e := newEnv(t)
 	f := newFakeResend(t)
-	f.delay = 5 * time.Millisecond
+	f.delay = 20 * time.Millisecond
 	o := testOptions()
 	o.BatchSize = 50
 	var evs []*eventsv1.ArticleEvent

@@ -318,26 +318,38 @@ func TestConcurrentUploadAndDeleteStayConsistent(t *testing.T) {
 	e := newEnv(t, 1<<20)
 	img := pngBytes(t, 9, 9, 5)
 	var wg sync.WaitGroup
-	for u := range 4 {
+	for u := range 6 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			tok := e.tok(fmt.Sprintf("user%d", u), "author")
-			for range 5 {
-				it := e.mustUpload(tok, "x.png", img)
+			for range 15 {
+				r := e.upload(tok, "x.png", img)
+				var it itemJSON
+				if r.status != http.StatusCreated {
+					t.Errorf("upload: %d %s", r.status, r.body)
+					return
+				}
+				r.json(t, &it)
+				// While our record exists, its file must be served.
+				if r := e.get(it.URL); r.status != http.StatusOK {
+					t.Errorf("record %s exists but its file is gone: %d", it.ID, r.status)
+				}
 				if r := e.authed(http.MethodDelete, "/media/api/items/"+it.ID, tok); r.status != http.StatusNoContent {
 					t.Errorf("delete: %d %s", r.status, r.body)
 				}
 			}
-			e.mustUpload(tok, "x.png", img)
+			if r := e.upload(tok, "x.png", img); r.status != http.StatusCreated {
+				t.Errorf("final upload: %d %s", r.status, r.body)
+			}
 		}()
 	}
 	wg.Wait()
-	if e.rowCount() != 4 {
-		t.Fatalf("%d rows, want 4", e.rowCount())
+	if e.rowCount() != 6 {
+		t.Fatalf("%d rows, want 6", e.rowCount())
 	}
 	if r := e.get("/media/" + mustName(t, img)); r.status != http.StatusOK || !bytes.Equal(r.body, img) {
-		t.Fatalf("file missing while 4 records reference it: %d", r.status)
+		t.Fatalf("file missing while 6 records reference it: %d", r.status)
 	}
 }
 

@@ -275,6 +275,13 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		span trace.Span
 	}
 	inflight := make([]pending, len(batch))
+	defer func() { // end spans left open by an early return
+		for _, p := range inflight {
+			if p.span != nil && p.span.IsRecording() {
+				p.span.End()
+			}
+		}
+	}()
 	var sent, failed []int64
 	var firstErr error
 	fail := func(i int, err error) {

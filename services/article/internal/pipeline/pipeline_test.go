@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -296,4 +297,13 @@ func rawJetStreamRate(b *testing.B, url string, n int) float64 {
 		b.Fatalf("raw consume got %d of %d", got.Load(), n)
 	}
 	return float64(n) / time.Since(start).Seconds()
+}
+
+// TestStreamConfigsAgree: both services declare the ARTICLES stream with
+// create-or-update, so their settings must be identical or they would
+// fight over it.
+func TestStreamConfigsAgree(t *testing.T) {
+	if a, n := outbox.StreamConfig(), notify.StreamConfig(); !reflect.DeepEqual(a, n) {
+		t.Fatalf("article declares %+v\nnotification declares %+v", a, n)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -76,7 +77,7 @@ func New(o Options) (*App, error) {
 
 // Register mounts every route on the engine (and its 404 page).
 func (a *App) Register(e *gin.Engine) {
-	e.Use(a.securityHeaders, a.identify)
+	e.Use(a.recoverPage, a.securityHeaders, a.identify)
 	sub, _ := fs.Sub(staticFS, "static")
 	static := http.StripPrefix("/static/", http.FileServer(http.FS(sub)))
 	e.GET("/static/*file", func(c *gin.Context) {
@@ -146,6 +147,24 @@ func principal(c *gin.Context) authz.Principal {
 }
 
 func accessToken(c *gin.Context) string { return c.GetString(ctxToken) }
+
+// recoverPage turns a panic into the friendly 500 page (logged with its stack
+// by slog, never shown to the visitor).
+func (a *App) recoverPage(c *gin.Context) {
+	defer func() {
+		if r := recover(); r != nil {
+			if r == http.ErrAbortHandler {
+				panic(r)
+			}
+			a.log.ErrorContext(c.Request.Context(), "panic", "path", c.Request.URL.Path, "panic", r, "stack", string(debug.Stack()))
+			if !c.Writer.Written() {
+				a.problem(c, http.StatusInternalServerError, "")
+			}
+			c.Abort()
+		}
+	}()
+	c.Next()
+}
 
 // securityHeaders sets the headers every response carries.
 func (a *App) securityHeaders(c *gin.Context) {

@@ -726,3 +726,20 @@ func BenchmarkCachedPages(b *testing.B) {
 		})
 	}
 }
+
+func TestPanicsBecomeTheFriendly500Page(t *testing.T) {
+	h := newHarness(t)
+	e := gin.New()
+	h.app.Register(e)
+	e.GET("/boom", func(*gin.Context) { panic("secret internal detail") })
+	w := httptest.NewRecorder()
+	e.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/boom", nil))
+	if w.Code != http.StatusInternalServerError {
+		t.Fatalf("status %d", w.Code)
+	}
+	mustContain(t, w.Body.String(), "Something went wrong", `id="problem"`)
+	mustNotContain(t, w.Body.String(), "secret internal detail", "goroutine")
+	if csp := w.Header().Get("Content-Security-Policy"); csp == "" {
+		t.Fatal("error page without security headers")
+	}
+}

@@ -3,6 +3,7 @@ package stacks
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -414,5 +415,16 @@ func TestProdLikeNames(t *testing.T) {
 		if IsProdLike(name) != want {
 			t.Errorf("IsProdLike(%q) = %v", name, !want)
 		}
+	}
+}
+
+func TestReadStackFileRefusesEncryptedValues(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "Pulumi.x.yaml")
+	body := "config:\n  pressroom:domain: example.com\n  pressroom:resendApiKey:\n    secure: v1:abcd\n"
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadStackFile(path); err == nil || !strings.Contains(err.Error(), "pressroom:resendApiKey holds an encrypted secret") {
+		t.Errorf("encrypted value accepted: %v", err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/gin-gonic/gin"
+	"github.com/golang-jwt/jwt/v5"
 
 	"pressroom.dev/kit/authz"
 	"pressroom.dev/kit/token"
@@ -77,7 +78,7 @@ func New(o Options) (*App, error) {
 
 // Register mounts every route on the engine (and its 404 page).
 func (a *App) Register(e *gin.Engine) {
-	e.Use(a.recoverPage, a.securityHeaders, a.identify)
+	e.Use(a.recoverPage, a.securityHeaders, a.identify, a.refreshExpired)
 	sub, _ := fs.Sub(staticFS, "static")
 	static := http.StripPrefix("/static/", http.FileServer(http.FS(sub)))
 	e.GET("/static/*file", func(c *gin.Context) {
@@ -138,6 +139,7 @@ func (a *App) Invalidate() { a.cache.clear() }
 const (
 	ctxPrincipal = "web.principal"
 	ctxToken     = "web.token"
+	ctxExpired   = "web.expired"
 )
 
 func principal(c *gin.Context) authz.Principal {
@@ -186,14 +188,39 @@ func (a *App) securityHeaders(c *gin.Context) {
 // A bad or expired token is ignored here: /admin sends the browser to refresh.
 func (a *App) identify(c *gin.Context) {
 	if ck, err := c.Request.Cookie(cookieAccess); err == nil && ck.Value != "" {
-		if claims, err := a.opt.Verifier.Verify(ck.Value); err == nil {
+		claims, err := a.opt.Verifier.Verify(ck.Value)
+		switch {
+		case err == nil:
 			if p, err := authz.FromClaims(claims); err == nil {
 				c.Set(ctxPrincipal, p)
 				c.Set(ctxToken, ck.Value)
 			}
+		case errors.Is(err, jwt.ErrTokenExpired):
+			c.Set(ctxExpired, true)
 		}
 	}
 	c.Next()
+}
+
+// refreshExpired: the access cookie outlives its token (it lasts as long as
+// the refresh token), so an expired one means "signed in, refresh me". Pages
+// go through /auth/refresh and come straight back, signed in again.
+func (a *App) refreshExpired(c *gin.Context) {
+	if !c.GetBool(ctxExpired) {
+		c.Next()
+		return
+	}
+	switch p := c.Request.URL.Path; {
+	case strings.HasPrefix(p, "/auth/"), strings.HasPrefix(p, "/static/"), p == "/login", p == "/logout",
+		p == "/feed.xml", p == "/sitemap.xml", p == "/robots.txt":
+		c.Next()
+		return
+	}
+	a.toRefresh(c)
+}
+
+func isAdminPath(p string) bool {
+	return p == "/admin" || strings.HasPrefix(p, "/admin/") || strings.HasPrefix(p, "/admin?")
 }
 
 // rpcCtx carries the user's token to Connect calls (the kit's ForwardToken interceptor sends it).

@@ -63,8 +63,11 @@ func (a *App) clearSession(c *gin.Context) {
 
 func (a *App) storeTokens(c *gin.Context, t *authv1.Tokens) {
 	now := a.opt.Now()
-	a.setCookie(c, cookieAccess, t.GetAccessToken(), "/", maxAge(t.GetAccessTokenExpiresAt(), now, 15*time.Minute), http.SameSiteLaxMode)
-	a.setCookie(c, cookieRefresh, t.GetRefreshToken(), "/auth", maxAge(t.GetRefreshTokenExpiresAt(), now, 30*24*time.Hour), http.SameSiteLaxMode)
+	// The access cookie lives as long as the session: once its token expires it
+	// still says "refresh me" (see refreshExpired); the token itself is short-lived.
+	session := maxAge(t.GetRefreshTokenExpiresAt(), now, 30*24*time.Hour)
+	a.setCookie(c, cookieAccess, t.GetAccessToken(), "/", session, http.SameSiteLaxMode)
+	a.setCookie(c, cookieRefresh, t.GetRefreshToken(), "/auth", session, http.SameSiteLaxMode)
 }
 
 func maxAge(ts *timestamppb.Timestamp, now time.Time, def time.Duration) int {
@@ -142,25 +145,41 @@ func (a *App) callback(c *gin.Context) {
 }
 
 // refresh rotates the refresh token for a new access token, then goes back.
+// When that fails, /admin pages need a sign-in; public pages are simply
+// shown signed out, so a reader is never pushed into a sign-in.
 func (a *App) refresh(c *gin.Context) {
 	c.Header("Cache-Control", "no-store")
 	ret := localPath(c.Query("return_to"))
 	rt, err := c.Request.Cookie(cookieRefresh)
 	if err != nil || rt.Value == "" {
-		c.Redirect(http.StatusFound, "/auth/login?return_to="+url.QueryEscape(ret))
+		a.signedOutTo(c, ret)
 		return
 	}
 	res, err := a.opt.Auth.Refresh(c.Request.Context(), fwd(c, &authv1.RefreshRequest{RefreshToken: rt.Value}))
 	if err != nil {
 		if code := connect.CodeOf(err); code == connect.CodeUnavailable || code == connect.CodeDeadlineExceeded {
-			a.fail(c, err)
+			if isAdminPath(ret) {
+				a.fail(c, err)
+				return
+			}
+			// Auth is down: keep the session for later, show the public page signed out.
+			a.setCookie(c, cookieAccess, "", "/", -1, http.SameSiteLaxMode)
+			c.Redirect(http.StatusFound, ret)
 			return
 		}
-		a.clearSession(c)
-		c.Redirect(http.StatusFound, "/auth/login?return_to="+url.QueryEscape(ret))
+		a.signedOutTo(c, ret)
 		return
 	}
 	a.storeTokens(c, res.Msg.GetTokens())
+	c.Redirect(http.StatusFound, ret)
+}
+
+func (a *App) signedOutTo(c *gin.Context, ret string) {
+	a.clearSession(c)
+	if isAdminPath(ret) {
+		c.Redirect(http.StatusFound, "/auth/login?return_to="+url.QueryEscape(ret))
+		return
+	}
 	c.Redirect(http.StatusFound, ret)
 }
 

@@ -471,6 +471,15 @@ func noCloud(t *testing.T, m *cloudmock.Mocks) {
 	}
 }
 
+// pinnedImages gives every service a prebuilt image, as no-cloud stacks must.
+func pinnedImages() string {
+	var parts []string
+	for i, svc := range stacks.Services {
+		parts = append(parts, fmt.Sprintf("%q:%q", svc, fmt.Sprintf("registry.example.com/pressroom/%s@sha256:%064x", svc, i+1)))
+	}
+	return "{" + strings.Join(parts, ",") + "}"
+}
+
 const localKubeconfig = `apiVersion: v1
 kind: Config
 clusters:
@@ -487,10 +496,10 @@ current-context: local
 
 func TestExistingModeCreatesNoCloudResources(t *testing.T) {
 	r := mustDeploy(t, "staging", map[string]string{
-		"pressroom:cluster":          `{"mode":"existing"}`,
-		"pressroom:kubeconfig":       localKubeconfig,
-		"pressroom:registry":         `{"kind":"external","server":"registry.example.com","username":"ci"}`,
-		"pressroom:registryPassword": "pw",
+		"pressroom:cluster":    `{"mode":"existing"}`,
+		"pressroom:kubeconfig": localKubeconfig,
+		"pressroom:registry":   `{"kind":"none"}`,
+		"pressroom:images":     pinnedImages(),
 	})
 	noCloud(t, r.mocks)
 	ps := r.mocks.ByType(tProvider)
@@ -512,9 +521,9 @@ func TestExistingModeCreatesNoCloudResources(t *testing.T) {
 
 func TestRenderModeCreatesNoCloudResources(t *testing.T) {
 	r := mustDeploy(t, "staging", map[string]string{
-		"pressroom:cluster":          `{"mode":"render","renderDir":"out/manifests"}`,
-		"pressroom:registry":         `{"kind":"external","server":"registry.example.com","username":"ci"}`,
-		"pressroom:registryPassword": "pw",
+		"pressroom:cluster":  `{"mode":"render","renderDir":"out/manifests"}`,
+		"pressroom:registry": `{"kind":"none"}`,
+		"pressroom:images":   pinnedImages(),
 	})
 	noCloud(t, r.mocks)
 	ps := r.mocks.ByType(tProvider)

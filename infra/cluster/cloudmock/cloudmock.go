@@ -12,6 +12,7 @@ import (
 	"crypto/md5"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
@@ -83,7 +84,7 @@ func (m *Mocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
 	if m.Fallback != nil {
 		return m.Fallback.Call(args)
 	}
-	return resource.PropertyMap{}, nil
+	return args.Args, nil
 }
 
 // NewResource computes outputs and records the registration.
@@ -136,6 +137,21 @@ func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 		set("fingerprint", fingerprint(in["publicKey"].StringValue()))
 	case "digitalocean:index/project:Project":
 		id = "project-" + args.Name
+	case "digitalocean:index/containerRegistry:ContainerRegistry":
+		set("serverUrl", "registry.digitalocean.com")
+		set("endpoint", "registry.digitalocean.com/"+str(in, "name"))
+	case "digitalocean:index/containerRegistryDockerCredentials:ContainerRegistryDockerCredentials":
+		auth := base64.StdEncoding.EncodeToString([]byte("do-token:do-token"))
+		out["dockerCredentials"] = resource.MakeSecret(resource.NewPropertyValue(
+			`{"auths":{"registry.digitalocean.com":{"auth":"` + auth + `"}}}`))
+	case "docker:index/image:Image":
+		// the digest of what was pushed, derived from the tag
+		name := str(in, "imageName")
+		sum := sha256.Sum256([]byte(name))
+		if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
+			name = name[:i]
+		}
+		set("repoDigest", fmt.Sprintf("%s@sha256:%x", name, sum))
 	default:
 		if m.Fallback != nil && !strings.HasPrefix(args.TypeToken, "digitalocean:") && !strings.HasPrefix(args.TypeToken, "cloudflare:") {
 			id, out, err = m.Fallback.NewResource(args)

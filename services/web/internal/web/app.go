@@ -97,6 +97,7 @@ func (a *App) Register(e *gin.Engine) {
 	e.GET("/auth/login", a.authLogin)
 	e.GET("/auth/callback", a.callback)
 	e.GET("/auth/refresh", a.refresh)
+	e.GET("/auth/renew", a.renew)
 	e.POST("/auth/logout", a.requireCSRF, a.logout)
 
 	ad := e.Group("/admin", a.requireStaff, a.limitBody)

@@ -88,7 +88,7 @@ type renderer struct {
 }
 
 var pageNames = []string{"home", "article", "author", "error",
-	"admin_articles", "admin_editor", "admin_confirm", "admin_media", "admin_users"}
+	"admin_articles", "admin_editor", "admin_confirm", "admin_media", "admin_users", "renew"}
 
 func newRenderer() (*renderer, error) {
 	r := &renderer{pages: map[string]*template.Template{}, staticHash: map[string]string{}}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sort"
 	"strings"
 	"time"
 
@@ -183,20 +184,74 @@ func (a *App) signedOutTo(c *gin.Context, ret string) {
 	c.Redirect(http.StatusFound, ret)
 }
 
-// toRefresh sends a browser without a usable access token through /auth/refresh.
+// toRefresh sends a browser without a usable access token through
+// /auth/refresh. A form post can't survive a redirect, so it gets the renew
+// page instead: it renews the session in the background and offers to send
+// the same form again (see replay).
 func (a *App) toRefresh(c *gin.Context) {
-	ret := c.Request.URL.RequestURI()
-	status := http.StatusFound
-	if c.Request.Method != http.MethodGet {
-		// A form post can't be replayed after a redirect: come back to the page it came from.
-		status = http.StatusSeeOther
-		ret = "/admin"
-		if ref, err := url.Parse(c.GetHeader("Referer")); err == nil && ref.Path != "" && sameOrigin(ref, a.origin) {
-			ret = ref.RequestURI()
+	if c.Request.Method != http.MethodGet && c.Request.Method != http.MethodHead {
+		a.replay(c)
+		return
+	}
+	c.Redirect(http.StatusFound, "/auth/refresh?return_to="+url.QueryEscape(localPath(c.Request.URL.RequestURI())))
+	c.Abort()
+}
+
+type replayField struct{ Name, Value string }
+
+type replayData struct {
+	Action string
+	Back   string
+	Fields []replayField
+	Lost   bool // a file upload can't be carried over
+}
+
+// replay renders the renew page for a form post whose access token had
+// expired: the refresh cookie only reaches /auth, so the page loads
+// /auth/renew (an image request) to rotate it, and holds the posted fields
+// for one more click. The CSRF token must already be right.
+func (a *App) replay(c *gin.Context) {
+	back := "/admin"
+	if ref, err := url.Parse(c.GetHeader("Referer")); err == nil && ref.Path != "" && sameOrigin(ref, a.origin) {
+		back = localPath(ref.RequestURI())
+	}
+	d := replayData{Action: localPath(c.Request.URL.RequestURI()), Back: back}
+	if strings.HasPrefix(c.ContentType(), "multipart/") {
+		d.Lost = true
+	} else {
+		if !a.csrfOK(c) {
+			a.problem(c, http.StatusForbidden, "This form has expired. Go back, reload the page and try again.")
+			return
+		}
+		names := make([]string, 0, len(c.Request.PostForm))
+		for k := range c.Request.PostForm {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			for _, v := range c.Request.PostForm[k] {
+				d.Fields = append(d.Fields, replayField{Name: k, Value: v})
+			}
 		}
 	}
-	c.Redirect(status, "/auth/refresh?return_to="+url.QueryEscape(localPath(ret)))
+	a.page(c, http.StatusOK, "renew", &Page{Title: "One more click", NoIndex: true, Data: d})
 	c.Abort()
+}
+
+// renew rotates the session for the renew page's image request: no redirect,
+// just new cookies (or none, when the session is over).
+func (a *App) renew(c *gin.Context) {
+	c.Header("Cache-Control", "no-store")
+	if rt, err := c.Request.Cookie(cookieRefresh); err == nil && rt.Value != "" {
+		res, err := a.opt.Auth.Refresh(c.Request.Context(), fwd(c, &authv1.RefreshRequest{RefreshToken: rt.Value}))
+		switch {
+		case err == nil:
+			a.storeTokens(c, res.Msg.GetTokens())
+		case connect.CodeOf(err) != connect.CodeUnavailable && connect.CodeOf(err) != connect.CodeDeadlineExceeded:
+			a.clearSession(c)
+		}
+	}
+	c.Status(http.StatusNoContent)
 }
 
 func sameOrigin(u *url.URL, origin string) bool {
@@ -248,14 +303,18 @@ func (a *App) requireCSRF(c *gin.Context) {
 		a.problem(c, http.StatusForbidden, "This form was sent from another site ("+o+"), so it was refused.")
 		return
 	}
-	ck, err := c.Request.Cookie(cookieCSRF)
-	// The multipart upload's field is read from the parsed form too.
-	form := c.PostForm("csrf")
-	if err != nil || ck.Value == "" || subtle.ConstantTimeCompare([]byte(ck.Value), []byte(form)) != 1 {
+	if !a.csrfOK(c) {
 		a.problem(c, http.StatusForbidden, "This form has expired. Go back, reload the page and try again.")
 		return
 	}
 	c.Next()
+}
+
+// csrfOK: the form's token equals this browser's cookie (multipart forms too).
+func (a *App) csrfOK(c *gin.Context) bool {
+	ck, err := c.Request.Cookie(cookieCSRF)
+	form := c.PostForm("csrf")
+	return err == nil && ck.Value != "" && subtle.ConstantTimeCompare([]byte(ck.Value), []byte(form)) == 1
 }
 
 // requireStaff guards /admin: anonymous → sign in, readers → a friendly 403.

@@ -762,3 +762,41 @@ func TestPanicsBecomeTheFriendly500Page(t *testing.T) {
 		t.Fatal("error page without security headers")
 	}
 }
+
+func TestExpiredTokenOnAFormKeepsWhatWasTyped(t *testing.T) {
+	h := newHarness(t)
+	expired, _ := token.NewSigner(testKey, "pressroom-auth", []string{"pressroom"}, -time.Minute).Sign("u-author", "wren@example.com", "Wren Writer", []string{"author"})
+	form := url.Values{"title": {"Long piece"}, "body": {"Twenty minutes of <typing> & \"quotes\""}, "action": {"save"}}
+	resp, body := h.do(req{method: http.MethodPost, path: "/admin/articles", tok: expired, csrf: csrfTok, form: form,
+		header: map[string]string{"Referer": origin + "/admin/articles/new"}})
+	if resp.StatusCode != http.StatusOK || h.articles.calls["CreateArticle"] != 0 {
+		t.Fatalf("expired token on save = %d, creates %d", resp.StatusCode, h.articles.calls["CreateArticle"])
+	}
+	mustContain(t, body, `id="renew"`, `<img src="/auth/renew"`, `action="/admin/articles"`,
+		`name="body" value="Twenty minutes of &lt;typing&gt; &amp; &#34;quotes&#34;"`, `name="title" value="Long piece"`,
+		`name="csrf" value="`+csrfTok+`"`, `return_to=%2fadmin%2farticles%2fnew`)
+
+	// The page's image request renews the session...
+	resp, _ = h.do(req{path: "/auth/renew", cookies: []*http.Cookie{{Name: cookieRefresh, Value: "rt-u-author"}}})
+	at := cookieNamed(resp, cookieAccess)
+	if resp.StatusCode != http.StatusNoContent || at == nil || at.Value == "" {
+		t.Fatalf("renew = %d, access cookie %+v", resp.StatusCode, at)
+	}
+	// ...and Continue sends the same form again, now signed in.
+	resp, _ = h.do(req{method: http.MethodPost, path: "/admin/articles", tok: at.Value, csrf: csrfTok, form: form})
+	if resp.StatusCode != http.StatusSeeOther || h.articles.calls["CreateArticle"] != 1 {
+		t.Fatalf("continue = %d", resp.StatusCode)
+	}
+
+	// A forged post is not echoed back for one more click.
+	resp, _ = h.do(req{method: http.MethodPost, path: "/admin/articles", tok: expired, form: url.Values{"csrf": {"forged"}, "title": {"x"}},
+		cookies: []*http.Cookie{{Name: cookieCSRF, Value: csrfTok}}})
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("forged post with expired token = %d", resp.StatusCode)
+	}
+	// A session that is over: renew clears the cookies.
+	resp, _ = h.do(req{path: "/auth/renew", cookies: []*http.Cookie{{Name: cookieRefresh, Value: "rt-revoked"}}})
+	if c := cookieNamed(resp, cookieAccess); resp.StatusCode != http.StatusNoContent || c == nil || c.MaxAge >= 0 {
+		t.Fatalf("renew of a dead session = %d, %+v", resp.StatusCode, c)
+	}
+}

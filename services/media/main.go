@@ -7,8 +7,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"time"
+
+	"github.com/gin-gonic/gin"
 
 	"pressroom.dev/kit/config"
 	"pressroom.dev/kit/logging"
@@ -84,11 +87,24 @@ func setup(ctx context.Context, cfg Config, log *slog.Logger) (_ *server.Server,
 		return nil, err
 	}
 	svc := media.NewService(media.NewStore(pool), files, cfg.MaxBytes, log)
-	if n, err := svc.SweepOrphans(ctx, time.Now()); err != nil {
-		log.Warn("sweeping leftover uploads failed", "err", err)
-	} else if n > 0 {
-		log.Info("removed leftover uploads", "files", n)
-	}
+	// Sweep crash leftovers in the background: a large MEDIA_DIR must not
+	// hold up start-up (the probes).
+	sweepCtx, stopSweep := context.WithCancel(context.WithoutCancel(ctx))
+	sweepDone := make(chan struct{})
+	go func() {
+		defer close(sweepDone)
+		if n, err := svc.SweepOrphans(sweepCtx, time.Now()); err != nil && sweepCtx.Err() == nil {
+			log.Warn("sweeping leftover uploads failed", "err", err)
+		} else if n > 0 {
+			log.Info("removed leftover uploads", "files", n)
+		}
+	}()
+	defer func() {
+		if err != nil {
+			stopSweep()
+			<-sweepDone
+		}
+	}()
 	h, err := media.NewHTTP(svc, verifier, cfg.PublicURL, log)
 	if err != nil {
 		return nil, err
@@ -101,8 +117,12 @@ func setup(ctx context.Context, cfg Config, log *slog.Logger) (_ *server.Server,
 	srv.AddCheck("postgres", pg.Check(pool))
 	srv.AddCheck("media_dir", func(context.Context) error { return files.CheckWritable() })
 	srv.OnShutdown("postgres", func(context.Context) error { pool.Close(); return nil })
+	srv.OnShutdown("sweep", func(context.Context) error { stopSweep(); <-sweepDone; return nil })
 	srv.OnShutdown("tracing", stopTracing)
 	h.Register(srv.Engine())
+	srv.Engine().NoRoute(func(c *gin.Context) {
+		c.JSON(http.StatusNotFound, gin.H{"error": "no such path: media serves /media/<name>, /media/upload and /media/api/items"})
+	})
 	log.Info("media ready", "dir", files.Root(), "max_bytes", cfg.MaxBytes, "addr", cfg.HTTPAddr)
 	return srv, nil
 }

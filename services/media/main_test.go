@@ -80,6 +80,9 @@ func TestServiceStartsReadyAndStops(t *testing.T) {
 	if code, body := get("/media/" + strings.Repeat("a", 64) + ".png"); code != 404 || !strings.Contains(body, "error") {
 		t.Fatalf("unknown media: %d %s", code, body)
 	}
+	if code, body := get("/media/a/b/../c"); code != 404 || !strings.Contains(body, `"error"`) {
+		t.Fatalf("unknown path: %d %s", code, body)
+	}
 	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "http_requests_total") {
 		t.Fatalf("metrics: %d", code)
 	}

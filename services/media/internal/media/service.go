@@ -230,10 +230,15 @@ func (s *Service) SweepOrphans(ctx context.Context, now time.Time) (int, error) 
 	if err != nil {
 		return removed, err
 	}
+	known, err := s.store.Hashes(ctx)
+	if err != nil {
+		return removed, err
+	}
 	for n, mod := range names {
-		if now.Sub(mod) < StaleTemp {
+		if now.Sub(mod) < StaleTemp || known[n.Hash] {
 			continue
 		}
+		// Re-check under the lock: an upload may have inserted it since.
 		err := s.store.WithHashLock(ctx, n.Hash, func(conn *pgxpool.Conn) error {
 			left, err := countHash(ctx, conn, n.Hash)
 			if err != nil || left > 0 {

@@ -166,3 +166,21 @@ func (s *Store) List(ctx context.Context, uploader string, cur *Cursor, limit in
 	}
 	return out, rows.Err()
 }
+
+// Hashes returns every hash some record references (for the orphan sweep).
+func (s *Store) Hashes(ctx context.Context) (map[string]bool, error) {
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT hash FROM media`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var h string
+		if err := rows.Scan(&h); err != nil {
+			return nil, err
+		}
+		out[h] = true
+	}
+	return out, rows.Err()
+}

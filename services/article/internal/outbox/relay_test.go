@@ -59,9 +59,6 @@ func connectNATS(t *testing.T, url string) *nats.Conn {
 func startRelay(t *testing.T, pool *pgxpool.Pool, nc *nats.Conn, o Options) *Relay {
 	t.Helper()
 	o.Logger = quietLog()
-	if o.PublishTimeout == 0 {
-		o.PublishTimeout = time.Second
-	}
 	if o.MaxBackoff == 0 {
 		o.MaxBackoff = 500 * time.Millisecond
 	}
@@ -239,7 +236,7 @@ func TestNATSDownWhile100ArticlesArePublished(t *testing.T) {
 	pool := openDB(t, testkit.Postgres(t))
 	ns := testkit.StartNATS(t)
 	nc := connectNATS(t, ns.URL)
-	r := startRelay(t, pool, nc, Options{PollInterval: 200 * time.Millisecond})
+	r := startRelay(t, pool, nc, Options{PollInterval: 200 * time.Millisecond, PublishTimeout: time.Second})
 	waitFor(t, 20*time.Second, "stream created", func() bool {
 		_, err := r.js.Stream(context.Background(), StreamName)
 		return err == nil

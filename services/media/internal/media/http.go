@@ -179,7 +179,11 @@ func (h *HTTP) upload(c *gin.Context) {
 			return
 		}
 		if err != nil {
-			h.uploadError(c, readErr(err))
+			if errors.Is(readErr(err), ErrTooLarge) {
+				h.uploadError(c, ErrTooLarge)
+			} else {
+				fail(c, http.StatusBadRequest, "the multipart/form-data body is malformed or was cut short: "+err.Error())
+			}
 			return
 		}
 		if part.FormName() != "file" {

@@ -256,6 +256,20 @@ func TestUploadValidation(t *testing.T) {
 		t.Errorf("wrong field: %d %s", r.status, r.body)
 	}
 
+	req, _ = http.NewRequest(http.MethodPost, e.base+"/media/upload", strings.NewReader("--x\r\nthis is no header\r\n\r\ndata\r\n--x--\r\n"))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "multipart/form-data; boundary=x")
+	if r := e.do(req); r.status != http.StatusBadRequest || !strings.Contains(r.errMsg(t), "malformed") {
+		t.Errorf("broken multipart: %d %s", r.status, r.body)
+	}
+	// A body that stops inside the file, before its closing boundary.
+	req, _ = http.NewRequest(http.MethodPost, e.base+"/media/upload", strings.NewReader("--x\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n"+string(img[:len(img)-10])))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "multipart/form-data; boundary=x")
+	if r := e.do(req); r.status != http.StatusBadRequest || !strings.Contains(r.errMsg(t), "interrupted") && !strings.Contains(r.errMsg(t), "truncated") {
+		t.Errorf("unterminated part: %d %s", r.status, r.body)
+	}
+
 	if e.rowCount() != 1 {
 		t.Fatalf("%d rows, want only the png", e.rowCount())
 	}

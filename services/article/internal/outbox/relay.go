@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -158,8 +159,11 @@ func (r *Relay) Run(ctx context.Context) error {
 		sleep(ctx, backoff)
 	}
 	wake := make(chan struct{}, 1)
-	go r.listen(ctx, wake)
-	go r.cleanupLoop(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait() // the caller may close the pool once Run returns
+	wg.Add(2)
+	go func() { defer wg.Done(); r.listen(ctx, wake) }()
+	go func() { defer wg.Done(); r.cleanupLoop(ctx) }()
 	poll := time.NewTimer(0)
 	defer poll.Stop()
 	for {

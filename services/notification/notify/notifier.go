@@ -276,6 +276,17 @@ func (n *Notifier) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 		ns[i] = it.n
 	}
 	fresh, err := n.st.record(ctx, ns, n.o.ClaimTime)
+	// An unreachable database is not the events' fault: hold the batch
+	// (telling JetStream we are still working on it, so nothing is
+	// redelivered or dead-lettered) until the database is back.
+	for backoff := 200 * time.Millisecond; err != nil && ctx.Err() == nil && n.st.pool.Ping(ctx) != nil; backoff = min(backoff*2, n.o.AckWait/3) {
+		n.o.Logger.WarnContext(ctx, "notification_db unavailable; holding the batch", "events", len(items), "err", err, "retry_in", backoff)
+		for _, it := range items {
+			_ = it.msg.InProgress()
+		}
+		sleep(ctx, backoff)
+		fresh, err = n.st.record(ctx, ns, n.o.ClaimTime)
+	}
 	if err != nil && len(items) > 1 && ctx.Err() == nil {
 		// One bad row must not hold its batch-mates back: record them one by one.
 		fresh, items = n.recordEach(ctx, items)

@@ -114,8 +114,13 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvOn(t, testkit.Postgres(t))
+}
+
+// newEnvOn is newEnv on the database dsn.
+func newEnvOn(t *testing.T, dsn string) *env {
+	t.Helper()
 	ctx := context.Background()
-	dsn := testkit.Postgres(t)
 	pool := openPool(t, dsn)
 	if err := pg.Migrate(ctx, pool, Migrations); err != nil {
 		t.Fatal(err)
@@ -487,5 +492,42 @@ func TestResendClassifiesFailures(t *testing.T) {
 		if got := isPermanent(err); got != c.permanent {
 			t.Errorf("HTTP %d: permanent = %v, want %v", c.status, got, c.permanent)
 		}
+	}
+}
+
+// TestConsumerHoldsEventsWhilePostgresIsDown: an outage of notification_db
+// longer than the whole redelivery budget (MaxDeliver 3, AckWait 2s) loses
+// nothing and dead-letters nothing: the batch waits for the database.
+func TestConsumerHoldsEventsWhilePostgresIsDown(t *testing.T) {
+	pgs := testkit.StartPostgres(t)
+	e := newEnvOn(t, pgs.NewDatabase(t))
+	f := newFakeResend(t)
+	e.start(t, resend(f), testOptions())
+	var evs []*eventsv1.ArticleEvent
+	for i := range 10 {
+		evs = append(evs, event(i))
+	}
+	for _, ev := range evs[:5] {
+		e.publish(t, ev, ev.EventId)
+	}
+	waitFor(t, 30*time.Second, "the first 5 e-mails", func() bool { return len(f.sent()) == 5 })
+	if err := pgs.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs[5:] {
+		e.publish(t, ev, ev.EventId)
+	}
+	time.Sleep(5 * time.Second) // past AckWait and MaxDeliver × NakBackoff
+	if err := pgs.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "all 10 e-mails", func() bool { return len(f.sent()) == 10 })
+	for _, ev := range evs {
+		if got := f.sent()[ev.EventId]; got != 1 {
+			t.Errorf("event %s e-mailed %d times", ev.EventId, got)
+		}
+	}
+	if n := e.count(t, `SELECT count(*) FROM dead_letters`); n != 0 {
+		t.Fatalf("%d events dead-lettered during the outage", n)
 	}
 }

@@ -212,17 +212,23 @@ func (s *Service) loadForWrite(ctx context.Context, tx pgx.Tx, p authz.Principal
 	if err != nil {
 		return nil, err
 	}
+	return a, checkWrite(p, a, deleting)
+}
+
+// checkWrite says whether p may change (or delete) a. Drafts p may not
+// read look absent, so their existence never leaks.
+func checkWrite(p authz.Principal, a *Article, deleting bool) error {
 	if !p.CanReadArticle(a.Status == StatusPublished, a.AuthorID) {
-		return nil, errNotFound
+		return errNotFound
 	}
 	allowed := p.CanEditArticle(a.AuthorID)
 	if deleting {
 		allowed = p.CanDeleteArticle(a.AuthorID)
 	}
 	if !allowed {
-		return nil, &Error{KindPermission, "only the article's author or an admin can change it"}
+		return &Error{KindPermission, "only the article's author or an admin can change it"}
 	}
-	return a, nil
+	return nil
 }
 
 // Update changes the given fields. A draft whose slug was generated follows
@@ -325,15 +331,18 @@ func (s *Service) Unpublish(ctx context.Context, p authz.Principal, id string) (
 }
 
 func (s *Service) setStatus(ctx context.Context, p authz.Principal, id, status string) (*Article, error) {
-	var out *Article
-	err := s.store.InTx(ctx, func(tx pgx.Tx) error {
-		a, err := s.loadForWrite(ctx, tx, p, id, false)
-		if err != nil {
-			return err
+	if !p.Authenticated() {
+		return nil, errUnauthorized
+	}
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	a, err := s.store.changeStatus(ctx, id, func(a *Article) (*OutboxEvent, error) {
+		if err := checkWrite(p, a, false); err != nil {
+			return nil, err
 		}
 		if a.Status == status {
-			out = a
-			return nil
+			return nil, nil
 		}
 		now := s.now()
 		a.Status = status
@@ -346,13 +355,12 @@ func (s *Service) setStatus(ctx context.Context, p authz.Principal, id, status s
 		}
 		// The event needs only fields the status change leaves alone.
 		ev, err := newEvent(ctx, subject, a, s.publicURL, now)
-		if err != nil {
-			return err
-		}
-		out, err = setStatusWithEvent(ctx, tx, a.ID, a.Status, a.PublishedAt, ev)
-		return err
+		return &ev, err
 	})
-	return out, err
+	if errors.Is(err, ErrNoRow) {
+		return nil, errNotFound
+	}
+	return a, err
 }
 
 // Get finds an article by id or slug (exactly one of them).

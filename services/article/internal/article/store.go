@@ -168,21 +168,69 @@ func freeSlug(ctx context.Context, q db, base string) (string, error) {
 	return withSuffix(base, maxN+1), nil
 }
 
-// setStatusWithEvent changes only the status and adds the event, in one
-// statement (one round trip: this is the hot path of publishing).
-func setStatusWithEvent(ctx context.Context, tx pgx.Tx, id, status string, publishedAt *time.Time, e OutboxEvent) (*Article, error) {
-	hdr, err := json.Marshal(e.Headers)
+// changeStatus is the hot path of publishing, in two round trips instead of
+// four: "BEGIN + SELECT … FOR UPDATE" as one batch, then decide looks at the
+// locked row (nil event = nothing to do), then "UPDATE + INSERT outbox +
+// COMMIT" as another. The row change and its event still commit together.
+func (s *Store) changeStatus(ctx context.Context, id string, decide func(a *Article) (*OutboxEvent, error)) (*Article, error) {
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := tx.Query(ctx, `WITH u AS (
+	defer conn.Release()
+	done := false
+	defer func() {
+		if !done { // any early return: end the transaction before the connection goes back
+			_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		}
+	}()
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(`SELECT `+columns+` FROM articles WHERE id = $1 FOR UPDATE`, id)
+	br := conn.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return nil, err
+	}
+	rows, err := br.Query()
+	if err != nil {
+		br.Close()
+		return nil, err
+	}
+	a, err := scanOne(rows)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	ev, err := decide(a)
+	if err != nil || ev == nil {
+		return a, err
+	}
+	hdr, err := json.Marshal(ev.Headers)
+	if err != nil {
+		return nil, err
+	}
+	b = &pgx.Batch{}
+	b.Queue(`WITH u AS (
 			UPDATE articles SET status = $2, published_at = $3, updated_at = now() WHERE id = $1 RETURNING *),
 		o AS (INSERT INTO outbox (event_id, subject, payload, headers) SELECT $4, $5, $6, $7 FROM u)
-		SELECT `+columns+` FROM u`, id, status, publishedAt, e.EventID, e.Subject, e.Payload, hdr)
-	if err != nil {
+		SELECT `+columns+` FROM u`, a.ID, a.Status, a.PublishedAt, ev.EventID, ev.Subject, ev.Payload, hdr)
+	b.Queue("COMMIT")
+	br = conn.SendBatch(ctx, b)
+	defer br.Close()
+	if rows, err = br.Query(); err != nil {
 		return nil, err
 	}
-	return scanOne(rows)
+	if a, err = scanOne(rows); err != nil {
+		return nil, err
+	}
+	if _, err := br.Exec(); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	done = true
+	return a, nil
 }
 
 func deleteArticle(ctx context.Context, q db, id string) error {

@@ -86,13 +86,14 @@ type itemJSON struct {
 	Width       int       `json:"width"`
 	Height      int       `json:"height"`
 	UploaderID  string    `json:"uploader_id"`
+	Filename    string    `json:"filename"`
 	CreatedAt   time.Time `json:"created_at"`
 }
 
 func toJSON(it Item) itemJSON {
 	return itemJSON{ID: it.ID, Name: it.Name.String(), URL: "/media/" + it.Name.String(),
 		ContentType: it.ContentType, Size: it.Size, Width: it.Width, Height: it.Height,
-		UploaderID: it.UploaderID, CreatedAt: it.CreatedAt.UTC()}
+		UploaderID: it.UploaderID, Filename: it.Filename, CreatedAt: it.CreatedAt.UTC()}
 }
 
 func fail(c *gin.Context, status int, msg string) {
@@ -190,7 +191,7 @@ func (h *HTTP) upload(c *gin.Context) {
 			part.Close()
 			continue
 		}
-		item, _, err := h.svc.Upload(c.Request.Context(), p, part)
+		item, _, err := h.svc.Upload(c.Request.Context(), p, part.FileName(), part)
 		if err != nil {
 			h.uploadError(c, err)
 			return

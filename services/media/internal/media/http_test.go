@@ -217,7 +217,7 @@ func TestUploadValidation(t *testing.T) {
 	}
 	var it itemJSON
 	r.json(t, &it)
-	if !strings.HasSuffix(it.Name, ".png") || it.ContentType != "image/png" {
+	if !strings.HasSuffix(it.Name, ".png") || it.ContentType != "image/png" || it.Filename != "setup.exe" {
 		t.Fatalf("png named .exe stored as %+v", it)
 	}
 

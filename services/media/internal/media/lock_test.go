@@ -20,7 +20,7 @@ func TestHashLockSerialisesUploadAndDelete(t *testing.T) {
 	alice := authz.Principal{UserID: "alice", Roles: []authz.Role{authz.Author}}
 	bob := authz.Principal{UserID: "bob", Roles: []authz.Role{authz.Author}}
 	img := pngBytes(t, 6, 6, 11)
-	a, _, err := e.svc.Upload(ctx, alice, bytes.NewReader(img))
+	a, _, err := e.svc.Upload(ctx, alice, "a.png", bytes.NewReader(img))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,10 +42,10 @@ func TestHashLockSerialisesUploadAndDelete(t *testing.T) {
 	<-held
 	deleted, uploaded := make(chan error, 1), make(chan error, 1)
 	go func() { deleted <- e.svc.Delete(ctx, alice, a.ID) }()
-	go func() { _, _, err := e.svc.Upload(ctx, bob, bytes.NewReader(img)); uploaded <- err }()
+	go func() { _, _, err := e.svc.Upload(ctx, bob, "b.png", bytes.NewReader(img)); uploaded <- err }()
 
 	// Another image is not held up by this hash's lock.
-	if _, _, err := e.svc.Upload(ctx, alice, bytes.NewReader(pngBytes(t, 6, 6, 12))); err != nil {
+	if _, _, err := e.svc.Upload(ctx, alice, "a.png", bytes.NewReader(pngBytes(t, 6, 6, 12))); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -61,3 +61,22 @@ func FuzzParseName(f *testing.F) {
 		}
 	})
 }
+
+func TestCleanFilename(t *testing.T) {
+	for in, want := range map[string]string{
+		"photo.jpg":                     "photo.jpg",
+		"C:\\Users\\me\\cat.png":        "cat.png",
+		"../../etc/passwd":              "passwd",
+		"a\x00b\r\nc.png":               "abc.png",
+		"  spaced name.gif  ":           "spaced name.gif",
+		"bad\xffutf8.png":               "badutf8.png",
+		"..":                            "",
+		"":                              "",
+		"<script>alert(1)</script>.png": "script>.png",
+		strings.Repeat("é", 300):        strings.Repeat("é", MaxFilename),
+	} {
+		if got := CleanFilename(in); got != want {
+			t.Errorf("CleanFilename(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -9,8 +9,11 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -47,9 +50,10 @@ func NewService(store *Store, files *Files, maxBytes int64, log *slog.Logger) *S
 func (s *Service) MaxBytes() int64 { return s.maxBytes }
 
 // Upload streams r to a temp file while hashing it, validates the bytes,
-// and publishes them under their content name. On any error nothing is
-// left behind: no file, no row.
-func (s *Service) Upload(ctx context.Context, p authz.Principal, r io.Reader) (Item, bool, error) {
+// and publishes them under their content name. filename is the client's
+// name for the file, kept for display only. On any error nothing is left
+// behind: no file, no row.
+func (s *Service) Upload(ctx context.Context, p authz.Principal, filename string, r io.Reader) (Item, bool, error) {
 	if !p.CanUploadMedia() {
 		return Item{}, false, fmt.Errorf("%w: only authors and admins may upload media", ErrForbidden)
 	}
@@ -113,7 +117,7 @@ func (s *Service) Upload(ctx context.Context, p authz.Principal, r io.Reader) (I
 	}
 	name := Name{Hash: HashOf(h.Sum(nil)), Format: info.Format}
 	want := Item{Name: name, ContentType: info.Format.ContentType, Size: size,
-		Width: info.Width, Height: info.Height, UploaderID: p.UserID}
+		Width: info.Width, Height: info.Height, UploaderID: p.UserID, Filename: CleanFilename(filename)}
 
 	var (
 		item    Item
@@ -138,6 +142,32 @@ func (s *Service) Upload(ctx context.Context, p authz.Principal, r io.Reader) (I
 		return Item{}, false, err
 	}
 	return item, created, nil
+}
+
+// MaxFilename is how many characters of a client's file name are kept.
+const MaxFilename = 200
+
+// CleanFilename keeps the last path element of a client-supplied name,
+// without control characters or invalid UTF-8, at most MaxFilename runes.
+func CleanFilename(s string) string {
+	if i := strings.LastIndexAny(s, `/\`); i >= 0 {
+		s = s[i+1:]
+	}
+	s = strings.ToValidUTF8(s, "")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			return -1
+		}
+		return r
+	}, s)
+	s = strings.TrimSpace(s)
+	if utf8.RuneCountInString(s) > MaxFilename {
+		s = string([]rune(s)[:MaxFilename])
+	}
+	if s == "." || s == ".." {
+		return ""
+	}
+	return s
 }
 
 // readErr classifies a failure to read the request body.

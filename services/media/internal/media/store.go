@@ -21,6 +21,7 @@ type Item struct {
 	Width       int
 	Height      int
 	UploaderID  string
+	Filename    string // as uploaded, cleaned; display only
 	CreatedAt   time.Time
 }
 
@@ -32,12 +33,12 @@ func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 // ErrNotFound: no such record.
 var ErrNotFound = errors.New("no such media item")
 
-const itemCols = `id::text, hash, ext, content_type, size, width, height, uploader_id, created_at`
+const itemCols = `id::text, hash, ext, content_type, size, width, height, uploader_id, filename, created_at`
 
 func scanItem(row pgx.Row) (Item, error) {
 	var it Item
 	var ext string
-	err := row.Scan(&it.ID, &it.Name.Hash, &ext, &it.ContentType, &it.Size, &it.Width, &it.Height, &it.UploaderID, &it.CreatedAt)
+	err := row.Scan(&it.ID, &it.Name.Hash, &ext, &it.ContentType, &it.Size, &it.Width, &it.Height, &it.UploaderID, &it.Filename, &it.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Item{}, ErrNotFound
 	}
@@ -93,11 +94,11 @@ type querier interface {
 // insertOrGet stores it, or returns the row the same uploader already has
 // for the same bytes.
 func insertOrGet(ctx context.Context, q querier, it Item) (Item, bool, error) {
-	row := q.QueryRow(ctx, `INSERT INTO media (hash, ext, content_type, size, width, height, uploader_id)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)
+	row := q.QueryRow(ctx, `INSERT INTO media (hash, ext, content_type, size, width, height, uploader_id, filename)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 		ON CONFLICT (uploader_id, hash) DO NOTHING
 		RETURNING `+itemCols,
-		it.Name.Hash, it.Name.Format.Ext, it.ContentType, it.Size, it.Width, it.Height, it.UploaderID)
+		it.Name.Hash, it.Name.Format.Ext, it.ContentType, it.Size, it.Width, it.Height, it.UploaderID, it.Filename)
 	got, err := scanItem(row)
 	if err == nil {
 		return got, true, nil

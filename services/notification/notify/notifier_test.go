@@ -372,6 +372,11 @@ func TestUnrecordableEventIsRedeliveredThenDeadLettered(t *testing.T) {
 		e.publish(t, ev, ev.EventId)
 	}
 	waitFor(t, 30*time.Second, "the other events sent", func() bool { return len(f.sent()) == 5 })
+	for _, ev := range good {
+		if f.sent()[ev.EventId] != 1 {
+			t.Errorf("event %s beside the refused one was not e-mailed once", ev.EventId)
+		}
+	}
 	waitFor(t, 30*time.Second, "the refused event dead-lettered", func() bool {
 		return e.count(t, `SELECT count(*) FROM dead_letters WHERE error LIKE 'gave up after 3 deliveries%refused by test%' AND deliveries = 3`) == 1
 	})

@@ -65,8 +65,8 @@ func TestSlugsFollowTitleUntilPublished(t *testing.T) {
 		t.Fatalf("explicit slug: %q %v", got.Slug, err)
 	}
 	// A hand-set slug no longer follows the title.
-	if got, err = e.svc.Update(ctx, a, second.ID, Fields{Slug: ptr("mine")}); err != nil {
-		t.Fatal(err)
+	if got, err = e.svc.Update(ctx, a, second.ID, Fields{Slug: ptr("mine")}); err != nil || got.Slug != "mine" {
+		t.Fatalf("hand-set slug: %q %v", got.Slug, err)
 	}
 	if got, err = e.svc.Update(ctx, a, second.ID, Fields{Title: ptr("Different")}); err != nil || got.Slug != "mine" {
 		t.Fatalf("hand-set slug changed to %q (%v)", got.Slug, err)

@@ -1,0 +1,415 @@
+// Package datastores runs the platform's state: Postgres (one database and
+// role per service, created by the postgres-init script), Redis (AOF,
+// noeviction, password), NATS with JetStream file storage, and Jaeger
+// all-in-one. Each is a StatefulSet (Jaeger: a Deployment) with a Service,
+// probes, requests/limits, a restricted-PSS security context and its own
+// NetworkPolicy from netpol.Flows.
+package datastores
+
+import (
+	"fmt"
+	"strings"
+
+	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
+	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
+	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"pressroom.dev/infra/kube"
+	"pressroom.dev/infra/netpol"
+	"pressroom.dev/infra/secrets"
+)
+
+// Images pins every datastore image by tag and digest.
+type Images struct {
+	Postgres, Redis, NATS, Jaeger string
+}
+
+// DefaultImages are the pinned upstream images (multi-arch index digests).
+var DefaultImages = Images{
+	Postgres: "postgres:17-alpine@sha256:742f40ea20b9ff2ff31db5458d127452988a2164df9e17441e191f3b72252193",
+	Redis:    "redis:7.4-alpine@sha256:ff02b58f971e7d7d156a1267e283fcbbeee91773b6aa36c49dac28ecfe28eadf",
+	NATS:     "nats:2.10-alpine@sha256:b83efabe3e7def1e0a4a31ec6e078999bb17c80363f881df35edc70fcb6bb927",
+	Jaeger:   "jaegertracing/all-in-one:1.62.0@sha256:836e9b69c88afbedf7683ea7162e179de63b1f981662e83f5ebb68badadc710f",
+}
+
+// Storage sizes (Kubernetes quantities).
+type Storage struct {
+	Postgres, Redis, NATS string
+}
+
+// DatastoresArgs configures the datastores.
+type DatastoresArgs struct {
+	Namespace pulumi.StringInput
+	Images    Images
+	Storage   Storage
+	// RedisMaxMemory bounds Redis (noeviction: writes fail loudly instead of
+	// silently dropping sessions). Default 200mb, inside the 256Mi limit.
+	RedisMaxMemory string
+	SkipAwait      bool
+	Protect        bool
+	DependsOn      []pulumi.Resource // the Secrets they read
+}
+
+// Datastores is the component.
+type Datastores struct {
+	pulumi.ResourceState
+
+	PostgresHost pulumi.StringOutput `pulumi:"postgresHost"`
+	RedisAddr    pulumi.StringOutput `pulumi:"redisAddr"`
+	NATSURL      pulumi.StringOutput `pulumi:"natsUrl"`
+	OTLPEndpoint pulumi.StringOutput `pulumi:"otlpEndpoint"`
+}
+
+// Postgres' init script: one role and database per service, passwords from
+// the datastore-credentials Secret (env), idempotent so it can be re-run by
+// hand after adding a service (see README, Day-2 operations).
+const initScript = `#!/bin/sh
+# Creates one database and one login role per service. Passwords come from the
+# environment (secretKeyRef), never from this file.
+set -eu
+for svc in %s; do
+  var="$(echo "$svc" | tr a-z A-Z)_DB_PASSWORD"
+  eval "pw=\${$var:?$var is not set}"
+  psql -v ON_ERROR_STOP=1 --username "${POSTGRES_USER:-postgres}" --dbname postgres \
+    -v role="$svc" -v db="${svc}_db" -v pw="$pw" <<'SQL'
+SELECT format('CREATE ROLE %%I LOGIN', :'role') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role')\gexec
+SELECT format('ALTER ROLE %%I WITH LOGIN PASSWORD %%L', :'role', :'pw')\gexec
+SELECT format('CREATE DATABASE %%I OWNER %%I', :'db', :'role') WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db')\gexec
+SELECT format('REVOKE ALL ON DATABASE %%I FROM PUBLIC', :'db')\gexec
+SELECT format('GRANT ALL ON DATABASE %%I TO %%I', :'db', :'role')\gexec
+SQL
+done
+`
+
+// InitScript is the content of the postgres-init ConfigMap.
+func InitScript() string { return fmt.Sprintf(initScript, strings.Join(secrets.Databases, " ")) }
+
+// Well-known uids of the upstream images (alpine variants), so the pods run
+// non-root with volumes they own.
+const (
+	postgresUID = 70
+	redisUID    = 999
+	natsUID     = 1000
+	jaegerUID   = 10001
+)
+
+// NewDatastores creates Postgres, Redis, NATS and Jaeger.
+func NewDatastores(ctx *pulumi.Context, name string, args *DatastoresArgs, opts ...pulumi.ResourceOption) (*Datastores, error) {
+	if args == nil || args.Namespace == nil {
+		return nil, fmt.Errorf("datastores: Namespace is required")
+	}
+	a := *args
+	if a.Images == (Images{}) {
+		a.Images = DefaultImages
+	}
+	for n, img := range map[string]string{"postgres": a.Images.Postgres, "redis": a.Images.Redis, "nats": a.Images.NATS, "jaeger": a.Images.Jaeger} {
+		if !strings.Contains(img, "@sha256:") {
+			return nil, fmt.Errorf("datastores: the %s image %q must be pinned by digest (name:tag@sha256:…)", n, img)
+		}
+	}
+	if a.Storage.Postgres == "" {
+		a.Storage.Postgres = "10Gi"
+	}
+	if a.Storage.Redis == "" {
+		a.Storage.Redis = "1Gi"
+	}
+	if a.Storage.NATS == "" {
+		a.Storage.NATS = "2Gi"
+	}
+	if a.RedisMaxMemory == "" {
+		a.RedisMaxMemory = "200mb"
+	}
+	d := &Datastores{}
+	if err := ctx.RegisterComponentResource("pressroom:datastores:Datastores", name, d, opts...); err != nil {
+		return nil, err
+	}
+	b := builder{ctx: ctx, ns: a.Namespace, parent: d, args: &a}
+	if err := b.postgres(); err != nil {
+		return nil, err
+	}
+	if err := b.redis(); err != nil {
+		return nil, err
+	}
+	if err := b.nats(); err != nil {
+		return nil, err
+	}
+	if err := b.jaeger(); err != nil {
+		return nil, err
+	}
+	d.PostgresHost = pulumi.String("postgres").ToStringOutput()
+	d.RedisAddr = pulumi.String("redis:6379").ToStringOutput()
+	d.NATSURL = pulumi.String("nats://nats:4222").ToStringOutput()
+	d.OTLPEndpoint = pulumi.String("http://jaeger:4317").ToStringOutput()
+	if err := ctx.RegisterResourceOutputs(d, pulumi.Map{
+		"postgresHost": d.PostgresHost, "redisAddr": d.RedisAddr, "natsUrl": d.NATSURL, "otlpEndpoint": d.OTLPEndpoint,
+	}); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+type builder struct {
+	ctx    *pulumi.Context
+	ns     pulumi.StringInput
+	parent pulumi.Resource
+	args   *DatastoresArgs
+}
+
+func (b builder) opts(stateful bool) []pulumi.ResourceOption {
+	o := kube.Child(b.parent)
+	if len(b.args.DependsOn) > 0 {
+		o = append(o, pulumi.DependsOn(b.args.DependsOn))
+	}
+	if stateful && b.args.Protect {
+		o = append(o, pulumi.Protect(true))
+	}
+	return o
+}
+
+func (b builder) annotations() map[string]string {
+	if b.args.SkipAwait {
+		return map[string]string{kube.SkipAwaitAnnotation: "true"}
+	}
+	return nil
+}
+
+// common creates the ServiceAccount, Service and NetworkPolicy of a workload.
+func (b builder) common(name string, ports map[string]int) error {
+	if _, err := corev1.NewServiceAccount(b.ctx, name, &corev1.ServiceAccountArgs{
+		Metadata:                     kube.Meta(b.ns, name, "datastore", nil),
+		AutomountServiceAccountToken: pulumi.Bool(false),
+	}, b.opts(false)...); err != nil {
+		return fmt.Errorf("%s service account: %w", name, err)
+	}
+	sp := corev1.ServicePortArray{}
+	for _, pn := range sortedPorts(ports) {
+		sp = append(sp, corev1.ServicePortArgs{
+			Name: pulumi.String(pn), Port: pulumi.Int(ports[pn]), TargetPort: pulumi.String(pn), Protocol: pulumi.String("TCP"),
+		})
+	}
+	if _, err := corev1.NewService(b.ctx, name, &corev1.ServiceArgs{
+		Metadata: kube.Meta(b.ns, name, "datastore", b.annotations()),
+		Spec: &corev1.ServiceSpecArgs{
+			Type: pulumi.String("ClusterIP"), Selector: kube.Selector(name), Ports: sp,
+		},
+	}, b.opts(false)...); err != nil {
+		return fmt.Errorf("%s service: %w", name, err)
+	}
+	if _, err := netpol.NewPolicy(b.ctx, b.ns, name, b.opts(false)...); err != nil {
+		return fmt.Errorf("%s network policy: %w", name, err)
+	}
+	return nil
+}
+
+func sortedPorts(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	// at most three ports: insertion sort keeps it dependency-free
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j] < out[j-1]; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}
+
+func containerPorts(ports map[string]int) corev1.ContainerPortArray {
+	cp := corev1.ContainerPortArray{}
+	for _, pn := range sortedPorts(ports) {
+		cp = append(cp, corev1.ContainerPortArgs{Name: pulumi.String(pn), ContainerPort: pulumi.Int(ports[pn]), Protocol: pulumi.String("TCP")})
+	}
+	return cp
+}
+
+func (b builder) statefulSet(name, storage string, pod *corev1.PodSpecArgs) error {
+	_, err := appsv1.NewStatefulSet(b.ctx, name, &appsv1.StatefulSetArgs{
+		Metadata: kube.Meta(b.ns, name, "datastore", b.annotations()),
+		Spec: &appsv1.StatefulSetSpecArgs{
+			ServiceName: pulumi.String(name),
+			Replicas:    pulumi.Int(1),
+			Selector:    &metav1.LabelSelectorArgs{MatchLabels: kube.Selector(name)},
+			Template: &corev1.PodTemplateSpecArgs{
+				Metadata: &metav1.ObjectMetaArgs{Labels: kube.Labels(name, "datastore")},
+				Spec:     pod,
+			},
+			VolumeClaimTemplates: corev1.PersistentVolumeClaimTypeArray{corev1.PersistentVolumeClaimTypeArgs{
+				Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String("data"), Labels: kube.Labels(name, "datastore")},
+				Spec: &corev1.PersistentVolumeClaimSpecArgs{
+					AccessModes: pulumi.StringArray{pulumi.String("ReadWriteOnce")},
+					Resources:   &corev1.VolumeResourceRequirementsArgs{Requests: pulumi.StringMap{"storage": pulumi.String(storage)}},
+				},
+			}},
+			PersistentVolumeClaimRetentionPolicy: &appsv1.StatefulSetPersistentVolumeClaimRetentionPolicyArgs{
+				WhenDeleted: pulumi.String("Retain"), WhenScaled: pulumi.String("Retain"),
+			},
+		},
+	}, b.opts(true)...)
+	if err != nil {
+		return fmt.Errorf("%s statefulset: %w", name, err)
+	}
+	return nil
+}
+
+func pod(name string, uid int, c corev1.ContainerArgs, volumes corev1.VolumeArray) *corev1.PodSpecArgs {
+	c.Name = pulumi.String(name)
+	c.ImagePullPolicy = pulumi.String("IfNotPresent")
+	c.SecurityContext = kube.ContainerSecurity()
+	return &corev1.PodSpecArgs{
+		ServiceAccountName:           pulumi.String(name),
+		AutomountServiceAccountToken: pulumi.Bool(false),
+		SecurityContext:              kube.PodSecurity(uid),
+		Containers:                   corev1.ContainerArray{c},
+		Volumes:                      append(corev1.VolumeArray{kube.TmpVolume("64Mi")}, volumes...),
+	}
+}
+
+func (b builder) postgres() error {
+	const name = "postgres"
+	ports := map[string]int{"postgres": 5432}
+	if _, err := corev1.NewConfigMap(b.ctx, "postgres-init", &corev1.ConfigMapArgs{
+		Metadata: kube.Meta(b.ns, "postgres-init", "datastore", nil),
+		Data:     pulumi.StringMap{"10-create-databases.sh": pulumi.String(InitScript())},
+	}, b.opts(false)...); err != nil {
+		return fmt.Errorf("postgres-init configmap: %w", err)
+	}
+	if err := b.common(name, ports); err != nil {
+		return err
+	}
+	env := corev1.EnvVarArray{
+		kube.Env("POSTGRES_USER", "postgres"),
+		kube.SecretEnv("POSTGRES_PASSWORD", secrets.Datastores, secrets.PostgresKey),
+		kube.Env("PGDATA", "/var/lib/postgresql/data/pgdata"),
+	}
+	for _, svc := range secrets.Databases {
+		env = append(env, kube.SecretEnv(strings.ToUpper(svc)+"_DB_PASSWORD", secrets.Datastores, secrets.PasswordKey(svc)))
+	}
+	isReady := []string{"pg_isready", "-h", "127.0.0.1", "-U", "postgres"}
+	c := corev1.ContainerArgs{
+		Image: pulumi.String(b.args.Images.Postgres),
+		Ports: containerPorts(ports),
+		Env:   env,
+		VolumeMounts: corev1.VolumeMountArray{
+			kube.TmpMount(),
+			corev1.VolumeMountArgs{Name: pulumi.String("data"), MountPath: pulumi.String("/var/lib/postgresql/data")},
+			corev1.VolumeMountArgs{Name: pulumi.String("run"), MountPath: pulumi.String("/var/run/postgresql")},
+			corev1.VolumeMountArgs{Name: pulumi.String("init"), MountPath: pulumi.String("/docker-entrypoint-initdb.d"), ReadOnly: pulumi.Bool(true)},
+		},
+		Resources: kube.Size{CPURequest: "100m", MemRequest: "256Mi", CPULimit: "1", MemLimit: "1Gi"}.Resources(),
+		// initdb plus the init script may take a while on first boot.
+		StartupProbe:   kube.ExecProbe(5, 60, isReady...),
+		ReadinessProbe: kube.ExecProbe(10, 3, isReady...),
+		LivenessProbe:  kube.ExecProbe(20, 6, isReady...),
+	}
+	p := pod(name, postgresUID, c, corev1.VolumeArray{
+		corev1.VolumeArgs{Name: pulumi.String("run"), EmptyDir: &corev1.EmptyDirVolumeSourceArgs{SizeLimit: pulumi.String("16Mi")}},
+		corev1.VolumeArgs{Name: pulumi.String("init"), ConfigMap: &corev1.ConfigMapVolumeSourceArgs{
+			Name: pulumi.String("postgres-init"), DefaultMode: pulumi.Int(0o555),
+		}},
+	})
+	p.TerminationGracePeriodSeconds = pulumi.Int(60) // a clean shutdown checkpoint
+	return b.statefulSet(name, b.args.Storage.Postgres, p)
+}
+
+func (b builder) redis() error {
+	const name = "redis"
+	ports := map[string]int{"redis": 6379}
+	if err := b.common(name, ports); err != nil {
+		return err
+	}
+	ping := []string{"sh", "-c", "redis-cli ping | grep -q PONG"}
+	c := corev1.ContainerArgs{
+		Image:   pulumi.String(b.args.Images.Redis),
+		Command: pulumi.StringArray{pulumi.String("redis-server")},
+		// $(REDIS_PASSWORD) is expanded by the kubelet: the pod spec holds no secret.
+		Args: pulumi.ToStringArray([]string{
+			"--appendonly", "yes", "--appendfsync", "everysec", "--dir", "/data",
+			"--maxmemory", b.args.RedisMaxMemory, "--maxmemory-policy", "noeviction",
+			"--requirepass", "$(REDIS_PASSWORD)",
+		}),
+		Ports: containerPorts(ports),
+		Env: corev1.EnvVarArray{
+			kube.SecretEnv("REDIS_PASSWORD", secrets.Datastores, secrets.RedisKey),
+			kube.SecretEnv("REDISCLI_AUTH", secrets.Datastores, secrets.RedisKey), // for the probes' redis-cli
+		},
+		VolumeMounts: corev1.VolumeMountArray{
+			kube.TmpMount(),
+			corev1.VolumeMountArgs{Name: pulumi.String("data"), MountPath: pulumi.String("/data")},
+		},
+		Resources:      kube.Size{CPURequest: "50m", MemRequest: "128Mi", CPULimit: "500m", MemLimit: "256Mi"}.Resources(),
+		StartupProbe:   kube.ExecProbe(5, 30, ping...),
+		ReadinessProbe: kube.ExecProbe(10, 3, ping...),
+		LivenessProbe:  kube.ExecProbe(20, 3, ping...),
+	}
+	return b.statefulSet(name, b.args.Storage.Redis, pod(name, redisUID, c, nil))
+}
+
+func (b builder) nats() error {
+	const name = "nats"
+	ports := map[string]int{"client": 4222, "monitor": 8222}
+	if err := b.common(name, ports); err != nil {
+		return err
+	}
+	c := corev1.ContainerArgs{
+		Image:   pulumi.String(b.args.Images.NATS),
+		Command: pulumi.StringArray{pulumi.String("nats-server")},
+		Args:    pulumi.ToStringArray([]string{"--jetstream", "--store_dir", "/data", "--port", "4222", "--http_port", "8222", "--name", "pressroom"}),
+		Ports:   containerPorts(ports),
+		VolumeMounts: corev1.VolumeMountArray{
+			kube.TmpMount(),
+			corev1.VolumeMountArgs{Name: pulumi.String("data"), MountPath: pulumi.String("/data")},
+		},
+		Resources:      kube.Size{CPURequest: "50m", MemRequest: "64Mi", CPULimit: "500m", MemLimit: "512Mi"}.Resources(),
+		StartupProbe:   kube.HTTPProbe("/healthz?js-enabled-only=true", 8222, 5, 30),
+		ReadinessProbe: kube.HTTPProbe("/healthz?js-enabled-only=true", 8222, 10, 3),
+		LivenessProbe:  kube.HTTPProbe("/healthz", 8222, 20, 3),
+	}
+	p := pod(name, natsUID, c, nil)
+	p.TerminationGracePeriodSeconds = pulumi.Int(60) // lame-duck mode flushes JetStream
+	return b.statefulSet(name, b.args.Storage.NATS, p)
+}
+
+func (b builder) jaeger() error {
+	const name = "jaeger"
+	// The UI (16686) is in the Service for port-forward only: no Ingress
+	// routes to it and its NetworkPolicy admits only OTLP from the services.
+	ports := map[string]int{"otlp-grpc": 4317, "ui": 16686, "admin": 14269}
+	if err := b.common(name, ports); err != nil {
+		return err
+	}
+	c := corev1.ContainerArgs{
+		Image: pulumi.String(b.args.Images.Jaeger),
+		Env: corev1.EnvVarArray{
+			kube.Env("COLLECTOR_OTLP_ENABLED", "true"),
+			kube.Env("SPAN_STORAGE_TYPE", "memory"),
+			kube.Env("MEMORY_MAX_TRACES", "50000"),
+		},
+		Ports:          containerPorts(ports),
+		VolumeMounts:   corev1.VolumeMountArray{kube.TmpMount()},
+		Resources:      kube.Size{CPURequest: "50m", MemRequest: "128Mi", CPULimit: "500m", MemLimit: "512Mi"}.Resources(),
+		StartupProbe:   kube.HTTPProbe("/", 14269, 5, 30),
+		ReadinessProbe: kube.HTTPProbe("/", 14269, 10, 3),
+		LivenessProbe:  kube.HTTPProbe("/", 14269, 20, 3),
+	}
+	_, err := appsv1.NewDeployment(b.ctx, name, &appsv1.DeploymentArgs{
+		Metadata: kube.Meta(b.ns, name, "datastore", b.annotations()),
+		Spec: &appsv1.DeploymentSpecArgs{
+			Replicas: pulumi.Int(1),
+			Selector: &metav1.LabelSelectorArgs{MatchLabels: kube.Selector(name)},
+			Strategy: &appsv1.DeploymentStrategyArgs{
+				Type:          pulumi.String("RollingUpdate"),
+				RollingUpdate: &appsv1.RollingUpdateDeploymentArgs{MaxUnavailable: pulumi.Int(0), MaxSurge: pulumi.Int(1)},
+			},
+			Template: &corev1.PodTemplateSpecArgs{
+				Metadata: &metav1.ObjectMetaArgs{Labels: kube.Labels(name, "datastore")},
+				Spec:     pod(name, jaegerUID, c, nil),
+			},
+		},
+	}, b.opts(false)...)
+	if err != nil {
+		return fmt.Errorf("jaeger deployment: %w", err)
+	}
+	return nil
+}

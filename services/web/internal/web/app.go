@@ -85,12 +85,12 @@ func (a *App) Register(e *gin.Engine) {
 		c.Header("Cache-Control", "public, max-age=31536000, immutable")
 		static.ServeHTTP(c.Writer, c.Request)
 	})
-	e.GET("/", a.home)
-	e.GET("/articles/:slug", a.article)
-	e.GET("/authors/:id", a.author)
-	e.GET("/feed.xml", a.feed)
-	e.GET("/sitemap.xml", a.sitemap)
-	e.GET("/robots.txt", a.robots)
+	// Public pages answer HEAD too (link checkers, crawlers); net/http drops the body.
+	for path, h := range map[string]gin.HandlerFunc{"/": a.home, "/articles/:slug": a.article, "/authors/:id": a.author,
+		"/feed.xml": a.feed, "/sitemap.xml": a.sitemap, "/robots.txt": a.robots} {
+		e.GET(path, h)
+		e.HEAD(path, h)
+	}
 
 	e.GET("/login", a.login)
 	e.GET("/logout", a.logoutPage)

@@ -208,6 +208,10 @@ func TestHomeListsPublishedArticlesWithHeadersAndETag(t *testing.T) {
 	if etag == "" {
 		t.Fatal("no ETag on the home page")
 	}
+	resp, body = h.do(req{method: http.MethodHead, path: "/"})
+	if resp.StatusCode != http.StatusOK || body != "" || resp.Header.Get("ETag") != etag {
+		t.Fatalf("HEAD / = %d, %d bytes, ETag %q", resp.StatusCode, len(body), resp.Header.Get("ETag"))
+	}
 	resp, body = h.do(req{path: "/", header: map[string]string{"If-None-Match": etag}})
 	if resp.StatusCode != http.StatusNotModified || body != "" {
 		t.Fatalf("conditional GET = %d with %d bytes, want 304 and no body", resp.StatusCode, len(body))

@@ -1,0 +1,161 @@
+package pipelinebench_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"pressroom.dev/kit/natskit"
+)
+
+// TestPublishedArticlesAreEmailedOnce: a handful of articles published over
+// Connect each produce exactly one e-mail request from notification, with
+// one distinct event id each (proves the harness and the exactly-once path).
+func TestPublishedArticlesAreEmailedOnce(t *testing.T) {
+	p := startPipeline(t)
+	const n = 8
+	ids, titles := p.drafts(t, n, "test")
+	p.publishAll(t, ids)
+	p.mail.wait(t, titles, 90*time.Second)
+	// A duplicate would come right behind the first copy (same batch or a
+	// redelivery after an early ack); give it time to show up.
+	time.Sleep(2 * time.Second)
+	p.mail.mu.Lock()
+	defer p.mail.mu.Unlock()
+	if len(p.mail.bad) > 0 {
+		t.Errorf("malformed e-mail requests: %q", p.mail.bad)
+	}
+	for _, title := range titles {
+		if got := len(p.mail.arrived[title]); got != 1 {
+			t.Errorf("%q: %d e-mails, want exactly 1", title, got)
+		}
+	}
+	if len(p.mail.keys) != n || p.mail.total != n {
+		t.Errorf("%d requests with %d distinct event ids, want %d and %d", p.mail.total, len(p.mail.keys), n, n)
+	}
+	for key, c := range p.mail.keys {
+		if c != 1 {
+			t.Errorf("event %s e-mailed %d times", key, c)
+		}
+	}
+}
+
+// BenchmarkPublishToNotification: b.N articles published by 16 concurrent
+// Connect callers; reports p50/p99 of PublishArticle sent → notification's
+// e-mail request received, sustained events/s end to end, the publish calls'
+// own rate, and the raw JetStream publish→consume rate on the same NATS
+// server in the same run. Targets (issue 4): p99 < 200 ms, ≥ 2,000 events/s.
+func BenchmarkPublishToNotification(b *testing.B) {
+	p := startPipeline(b)
+	ids, titles := p.drafts(b, b.N, fmt.Sprintf("bench-%d", b.N))
+	b.ResetTimer()
+	start := time.Now()
+	sent := p.publishAll(b, ids)
+	published := time.Since(start)
+	arrived := p.mail.wait(b, titles, 10*time.Minute)
+	elapsed := time.Since(start)
+	b.StopTimer()
+	ds := latencies(sent, arrived)
+	raw := rawJetStreamRate(b, p.nats.URL, max(b.N, 1000))
+	b.ReportMetric(percentile(ds, 0.50), "p50_ms")
+	b.ReportMetric(percentile(ds, 0.99), "p99_ms")
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+	b.ReportMetric(float64(b.N)/published.Seconds(), "publish_calls/s")
+	b.ReportMetric(raw, "raw_js_events/s")
+}
+
+// BenchmarkBacklogDrain: NATS is down while b.N articles are published (the
+// events wait in article's outbox), then comes back; reports how fast
+// relay → JetStream → notification → e-mail drains that backlog (first to
+// last e-mail), the time from NATS's return to the last e-mail (includes the
+// clients' reconnect backoff), and the raw JetStream rate.
+func BenchmarkBacklogDrain(b *testing.B) {
+	p := startPipeline(b)
+	ids, titles := p.drafts(b, b.N, fmt.Sprintf("backlog-%d", b.N))
+	if err := p.nats.Stop(); err != nil {
+		b.Fatal(err)
+	}
+	p.publishAll(b, ids)
+	b.ResetTimer()
+	back := time.Now()
+	if err := p.nats.Start(); err != nil {
+		b.Fatal(err)
+	}
+	arrived := p.mail.wait(b, titles, 10*time.Minute)
+	b.StopTimer()
+	first, last := arrived[0], arrived[0]
+	for _, a := range arrived {
+		if a.Before(first) {
+			first = a
+		}
+		if a.After(last) {
+			last = a
+		}
+	}
+	if span := last.Sub(first); b.N > 1 && span > 0 {
+		b.ReportMetric(float64(b.N-1)/span.Seconds(), "events/s")
+	}
+	b.ReportMetric(last.Sub(back).Seconds(), "recovered_s")
+	b.ReportMetric(rawJetStreamRate(b, p.nats.URL, max(b.N, 1000)), "raw_js_events/s")
+}
+
+// rawJetStreamRate publishes n small messages (async, acked) to a scratch
+// stream and consumes them with a durable pull consumer, acking each: the
+// ceiling the pipeline's JetStream leg could reach on this machine.
+func rawJetStreamRate(b *testing.B, url string, n int) float64 {
+	ctx := context.Background()
+	nc, err := natskit.Connect(url, "bench-raw", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "BENCHRAW", Subjects: []string{"benchraw.>"}, Storage: jetstream.FileStorage})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer js.DeleteStream(ctx, "BENCHRAW") //nolint:errcheck
+	c, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "raw", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	var got atomic.Int64
+	start := time.Now()
+	cc, err := c.Consume(func(m jetstream.Msg) {
+		_ = m.Ack()
+		if got.Add(1) == int64(n) {
+			close(done)
+		}
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cc.Stop()
+	payload := []byte(`{"schemaVersion":1,"type":"articles.published","title":"raw"}`)
+	for i := range n {
+		if _, err := js.PublishAsync("benchraw.published", payload, jetstream.WithMsgID(fmt.Sprint(i))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		b.Fatal("raw publish acks did not arrive")
+	}
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		b.Fatalf("raw consume got %d of %d", got.Load(), n)
+	}
+	return float64(n) / time.Since(start).Seconds()
+}

@@ -15,7 +15,6 @@ require (
 	google.golang.org/protobuf v1.36.12
 	pressroom.dev/kit v0.0.0
 	pressroom.dev/proto v0.0.0
-	pressroom.dev/services/notification v0.0.0
 )
 
 require (
@@ -96,5 +95,3 @@ replace (
 	pressroom.dev/kit => ../kit
 	pressroom.dev/proto => ../../proto
 )
-
-replace pressroom.dev/services/notification => ../notification

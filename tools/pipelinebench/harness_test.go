@@ -312,45 +312,69 @@ func (m *mailbox) wait(tb testing.TB, titles []string, timeout time.Duration) []
 
 // pipeline is a running article + notification pair on their own datastores.
 type pipeline struct {
+	*stores
 	article      *service
 	notification *service
-	nats         *testkit.NATSServer
-	mail         *mailbox
 	client       articlev1connect.ArticleServiceClient
-	token        string
 }
 
-// startPipeline gives each run its own NATS server and databases: a fresh
-// notification_db must not meet events of an earlier run still in the stream.
-func startPipeline(tb testing.TB) *pipeline {
+// stores are one run's datastores, keys and Resend stand-in. Each run gets
+// its own NATS server and databases: a fresh notification_db must not meet
+// events of an earlier run still in the stream.
+type stores struct {
+	bin            string
+	nats           *testkit.NATSServer
+	articleDB      string
+	notificationDB string
+	keys           testkit.KeyFiles
+	token          string // an author's access token
+	mail           *mailbox
+	resendURL      string
+}
+
+func newStores(tb testing.TB) *stores {
 	tb.Helper()
-	bin := buildServices(tb)
-	ns := testkit.StartNATS(tb)
+	s := &stores{bin: buildServices(tb), nats: testkit.StartNATS(tb), keys: testkit.JWTKeys(tb), mail: newMailbox()}
 	pg := testkit.PostgresServer(tb)
 	// The pool must cover the concurrent publishers (production sets
 	// pool_max_conns in DATABASE_URL the same way).
-	articleDB := pg.NewDatabase(tb) + "&pool_max_conns=24"
-	notificationDB := pg.NewDatabase(tb)
-	keys := testkit.JWTKeys(tb)
-	tok, err := token.NewSigner(keys.Private, jwtIssuer, []string{jwtAudience}, time.Hour).
+	s.articleDB = pg.NewDatabase(tb) + "&pool_max_conns=24"
+	s.notificationDB = pg.NewDatabase(tb)
+	var err error
+	s.token, err = token.NewSigner(s.keys.Private, jwtIssuer, []string{jwtAudience}, time.Hour).
 		Sign("00000000-0000-4000-8000-0000000000b1", "bench@example.com", "Bench Author", []string{"author"})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	mail := newMailbox()
-	resend := httptest.NewServer(mail)
+	resend := httptest.NewServer(s.mail)
 	tb.Cleanup(resend.Close)
+	s.resendURL = resend.URL
+	return s
+}
 
-	p := &pipeline{nats: ns, mail: mail, token: tok}
-	p.notification = startService(tb, "notification", filepath.Join(bin, "notification"), map[string]string{
-		"DATABASE_URL": notificationDB, "NATS_URL": ns.URL,
-		"RESEND_API_KEY": apiKey, "RESEND_BASE_URL": resend.URL,
+// startNotification runs notification with README "### notification"
+// settings, e-mailing through the Resend stand-in.
+func (s *stores) startNotification(tb testing.TB) *service {
+	return startService(tb, "notification", filepath.Join(s.bin, "notification"), map[string]string{
+		"DATABASE_URL": s.notificationDB, "NATS_URL": s.nats.URL,
+		"RESEND_API_KEY": apiKey, "RESEND_BASE_URL": s.resendURL,
 		"EMAIL_FROM": "pressroom <news@example.com>", "NOTIFY_EMAIL": recipient,
 	})
-	p.article = startService(tb, "article", filepath.Join(bin, "article"), map[string]string{
-		"DATABASE_URL": articleDB, "NATS_URL": ns.URL,
-		"JWT_PUBLIC_KEY_PATH": keys.PublicPath, "JWT_ISSUER": jwtIssuer, "JWT_AUDIENCE": jwtAudience,
+}
+
+// startArticle runs article with README "### article" settings.
+func (s *stores) startArticle(tb testing.TB) *service {
+	return startService(tb, "article", filepath.Join(s.bin, "article"), map[string]string{
+		"DATABASE_URL": s.articleDB, "NATS_URL": s.nats.URL,
+		"JWT_PUBLIC_KEY_PATH": s.keys.PublicPath, "JWT_ISSUER": jwtIssuer, "JWT_AUDIENCE": jwtAudience,
 	})
+}
+
+func startPipeline(tb testing.TB) *pipeline {
+	tb.Helper()
+	p := &pipeline{stores: newStores(tb)}
+	p.notification = p.startNotification(tb)
+	p.article = p.startArticle(tb)
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		MaxIdleConns: 64, MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}}
 	tb.Cleanup(hc.CloseIdleConnections)

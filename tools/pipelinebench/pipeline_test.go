@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"reflect"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -43,6 +44,47 @@ func TestPublishedArticlesAreEmailedOnce(t *testing.T) {
 		if c != 1 {
 			t.Errorf("event %s e-mailed %d times", key, c)
 		}
+	}
+}
+
+// TestServicesDeclareTheSameStream: article and notification each declare
+// the ARTICLES stream with create-or-update, so they must declare it
+// identically or they would fight over it. Each is started alone on a NATS
+// server of its own and the stream it leaves behind is compared.
+func TestServicesDeclareTheSameStream(t *testing.T) {
+	declared := func(start func(*stores, testing.TB) *service) jetstream.StreamConfig {
+		s := newStores(t)
+		start(s, t)
+		nc, err := natskit.Connect(s.nats.URL, "stream-check", slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for {
+			st, err := js.Stream(ctx, "ARTICLES")
+			if err == nil {
+				return st.CachedInfo().Config
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("no ARTICLES stream 30s after the service became ready: %v", err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	a := declared((*stores).startArticle)
+	n := declared((*stores).startNotification)
+	if a.Name != "ARTICLES" || len(a.Subjects) == 0 {
+		t.Fatalf("article declared an unexpected stream: %+v", a)
+	}
+	t.Logf("ARTICLES: subjects %v, %v storage, max age %s, duplicate window %s", a.Subjects, a.Storage, a.MaxAge, a.Duplicates)
+	if !reflect.DeepEqual(a, n) {
+		t.Fatalf("article declares %+v\nnotification declares %+v", a, n)
 	}
 }
 

@@ -3,6 +3,7 @@
 # toolchain built from the Go module proxy (tools/toolchain/pulumi-toolchain.sh).
 #
 #   tools/pulumi.sh <any pulumi arguments>          e.g. preview --diff -s staging
+#   tools/pulumi.sh history -s STACK                numbered updates (for rollback --to)
 #   tools/pulumi.sh manifests -s STACK [--out DIR]  every Kubernetes object as YAML
 #   tools/pulumi.sh rollback  -s STACK --to N [--yes]
 #
@@ -51,7 +52,7 @@ parse_common() {
     case "$1" in
       -s|--stack) [ $# -ge 2 ] || die "$1 needs a stack name"; stack="$2"; shift 2 ;;
       --stack=*) stack="${1#*=}"; shift ;;
-      --to) [ $# -ge 2 ] || die "--to needs an update number (see: tools/pulumi.sh stack history -s STACK)"; to="$2"; shift 2 ;;
+      --to) [ $# -ge 2 ] || die "--to needs an update number (see: tools/pulumi.sh history -s STACK)"; to="$2"; shift 2 ;;
       --to=*) to="${1#*=}"; shift ;;
       --out) [ $# -ge 2 ] || die "--out needs a directory"; out="$2"; shift 2 ;;
       --out=*) out="${1#*=}"; shift ;;
@@ -100,6 +101,26 @@ manifests() {
   echo "pulumi.sh: wrote $n manifest files to $out" >&2
 }
 
+# history_json [--show-secrets]: `pulumi stack history --json`, newest first,
+# with update numbers. Self-managed (file, s3 ...) backends record no numbers
+# (every .version is 0), so there the updates are numbered 1.. oldest first,
+# as Pulumi Cloud numbers them.
+history_json() {
+  pulumi_ stack history -s "$stack" --json "$@" | jq -c '
+    if length > 0 and all(.[]; (.version // 0) == 0)
+    then reverse | to_entries | map(.value + {version: (.key + 1)}) | reverse
+    else . end'
+}
+
+# history: the numbered updates of STACK (the numbers `rollback --to` takes).
+history() {
+  parse_common "$@"
+  setup
+  history_json | jq -r '.[] | [(.version|tostring), .kind, .result, .startTime, (.resourceChanges // {} | to_entries | map("\(.key)=\(.value)") | join(",")), .message] | @tsv' \
+    | (printf 'UPDATE\tKIND\tRESULT\tSTARTED\tCHANGES\tMESSAGE\n'; cat) \
+    | awk -F'\t' '{printf "%-7s %-8s %-10s %-21s %-28s %s\n", $1, $2, $3, $4, $5, $6}'
+}
+
 # set_all JSON: `pulumi config set-all --json` unless there is nothing to set.
 set_all() {
   [ "$1" = "{}" ] && return 0
@@ -111,10 +132,10 @@ set_all() {
 # config, which holds the image references, read from `pulumi stack history`.
 rollback() {
   parse_common "$@"
-  [[ "$to" =~ ^[0-9]+$ ]] || die "--to must be an update number from 'pulumi stack history -s $stack' (got '${to}')"
+  [[ "$to" =~ ^[0-9]+$ ]] || die "--to must be an update number from 'tools/pulumi.sh history -s $stack' (got '${to}')"
   setup
   local hist entry cfg cur key
-  hist=$(pulumi_ stack history -s "$stack" --json --show-secrets) || die "cannot read the history of stack '$stack'"
+  hist=$(history_json --show-secrets) || die "cannot read the history of stack '$stack'"
   entry=$(jq -c --argjson n "$to" 'map(select(.version == $n)) | first // empty' <<<"$hist")
   [ -n "$entry" ] || die "stack '$stack' has no update $to; its updates are: $(jq -r 'map(.version|tostring) | join(" ")' <<<"$hist")"
   [ "$(jq -r .kind <<<"$entry")" = update ] || die "update $to is a '$(jq -r .kind <<<"$entry")', not an 'update'; pick an update to roll back to"
@@ -143,7 +164,8 @@ main() {
   case "${1:-}" in
     manifests) shift; manifests "$@" ;;
     rollback) shift; rollback "$@" ;;
-    ""|-h|--help) die "usage: tools/pulumi.sh <pulumi args> | manifests -s STACK [--out DIR] | rollback -s STACK --to N [--yes]" ;;
+    history) shift; history "$@" ;;
+    ""|-h|--help) die "usage: tools/pulumi.sh <pulumi args> | history -s STACK | manifests -s STACK [--out DIR] | rollback -s STACK --to N [--yes]" ;;
     *) setup; pulumi_ "$@" ;;
   esac
 }

@@ -146,7 +146,8 @@ type Update struct {
 	ResourceChanges map[string]int `json:"resourceChanges"`
 }
 
-// History returns the stack's updates, newest first.
+// History returns the stack's updates, newest first, numbered as
+// tools/pulumi.sh numbers them (file backends record no numbers: 1.. oldest first).
 func (p *Project) History(ctx context.Context, stack string) ([]Update, error) {
 	out, err := p.Run(ctx, "", "stack", "history", "-s", stack, "--json")
 	if err != nil {
@@ -155,6 +156,15 @@ func (p *Project) History(ctx context.Context, stack string) ([]Update, error) {
 	var h []Update
 	if err := json.Unmarshal([]byte(out), &h); err != nil {
 		return nil, fmt.Errorf("stack history: %w", err)
+	}
+	unnumbered := true
+	for _, u := range h {
+		unnumbered = unnumbered && u.Version == 0
+	}
+	if unnumbered {
+		for i := range h {
+			h[i].Version = len(h) - i
+		}
 	}
 	return h, nil
 }

@@ -20,7 +20,7 @@ import (
 	"pressroom.dev/kit/pg"
 	"pressroom.dev/kit/server"
 	"pressroom.dev/kit/telemetry"
-	"pressroom.dev/services/notification/notify"
+	"pressroom.dev/services/notification/internal/notify"
 )
 
 // Config is every setting of the notification service (README "### notification").

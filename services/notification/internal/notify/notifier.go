@@ -137,7 +137,7 @@ func New(pool *pgxpool.Pool, nc *nats.Conn, sender Sender, o Options) (*Notifier
 		return nil, fmt.Errorf("notify: %w", err)
 	}
 	n := &Notifier{o: o, st: &store{pool: pool}, nc: nc, js: js, sender: sender,
-		tracer: telemetry.Tracer("pressroom.dev/services/notification/notify"),
+		tracer: telemetry.Tracer("pressroom.dev/services/notification/internal/notify"),
 		m: metrics{
 			received: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "notification_events_total",
 				Help: "articles.published events recorded, by result (new, duplicate)."}, []string{"result"}),

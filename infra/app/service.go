@@ -65,7 +65,7 @@ type Service struct {
 	Name       pulumi.StringOutput `pulumi:"name"`  // Service (DNS) name
 	URL        pulumi.StringOutput `pulumi:"url"`   // in-cluster base URL
 	Image      pulumi.StringOutput `pulumi:"image"` // the image reference deployed
-	Deployment *appsv1.Deployment  `pulumi:"-"`
+	Deployment *appsv1.Deployment
 }
 
 // TerminationGrace leaves room for the kit's drain (SHUTDOWN_TIMEOUT 20 s)

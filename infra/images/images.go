@@ -56,7 +56,7 @@ type Images struct {
 	// Refs maps each service to its image reference (always by digest).
 	Refs pulumi.StringMapOutput `pulumi:"refs"`
 	// PullSecretName is PullSecret, or "" when no registry is configured.
-	PullSecretName string `pulumi:"-"`
+	PullSecretName string
 	refs           map[string]pulumi.StringOutput
 }
 

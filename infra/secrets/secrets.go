@@ -64,11 +64,13 @@ type SecretsArgs struct {
 type Secrets struct {
 	pulumi.ResourceState
 
-	JWTKeyIDs        pulumi.StringArrayOutput `pulumi:"jwtKeyIds"` // current first
-	PostgresPassword pulumi.StringOutput      `pulumi:"-"`
-	RedisPassword    pulumi.StringOutput      `pulumi:"-"`
+	JWTKeyIDs pulumi.StringArrayOutput `pulumi:"jwtKeyIds"` // current first
+	// Untagged on purpose: tagged outputs are resolved from the engine's
+	// response, and two fields with one tag would leave one never resolved.
+	PostgresPassword pulumi.StringOutput
+	RedisPassword    pulumi.StringOutput
 	// Resources are the Secret objects, for workloads that must wait on them.
-	Resources []pulumi.Resource `pulumi:"-"`
+	Resources []pulumi.Resource
 }
 
 // NewSecrets creates the credentials and their Secrets.
@@ -167,7 +169,7 @@ func NewSecrets(ctx *pulumi.Context, name string, args *SecretsArgs, opts ...pul
 		return b.String()
 	}).(pulumi.StringOutput)
 	jwt, err := newSecret(ctx, ns, JWTKeys, pulumi.StringMap{
-		JWTPrivateKey: b64(pulumi.ToSecret(private).(pulumi.StringOutput)),
+		JWTPrivateKey: b64(private),
 		JWTPublicKey:  b64(publicSet),
 	}, child)
 	if err != nil {
@@ -216,16 +218,17 @@ func newSecret(ctx *pulumi.Context, ns pulumi.StringInput, name string, data pul
 }
 
 // b64 encodes for Secret.data (not stringData: data round-trips without a
-// perpetual diff) and keeps the value secret.
+// perpetual diff). Secretness carries over from the input (random, tls and
+// config secrets are secret outputs), and the Secret's data is marked secret.
 func b64(v pulumi.StringInput) pulumi.StringOutput {
-	return pulumi.ToSecret(v.ToStringOutput().ApplyT(func(s string) string {
+	return v.ToStringOutput().ApplyT(func(s string) string {
 		return base64.StdEncoding.EncodeToString([]byte(s))
-	})).(pulumi.StringOutput)
+	}).(pulumi.StringOutput)
 }
 
 func orEmpty(v pulumi.StringInput) pulumi.StringInput {
 	if v == nil {
-		return pulumi.ToSecret(pulumi.String("")).(pulumi.StringOutput)
+		return pulumi.String("")
 	}
 	return v
 }

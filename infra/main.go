@@ -4,13 +4,12 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"pressroom.dev/infra/cluster"
 	"pressroom.dev/infra/dns"
 	"pressroom.dev/infra/network"
+	"pressroom.dev/infra/platform"
 	"pressroom.dev/stacks"
 )
 
@@ -47,7 +46,7 @@ func deploy(ctx *pulumi.Context, ready cluster.ReadyFunc) (map[string]pulumi.Inp
 	if cfg.Cluster.Mode != stacks.ModeRender {
 		out["kubeconfig"] = kube.Kubeconfig
 	}
-	return out, platformLayer(ctx, cfg, kube)
+	return out, platformLayer(ctx, cfg, kube, out)
 }
 
 // cloud declares the DigitalOcean and Cloudflare resources.
@@ -98,10 +97,15 @@ func cloud(ctx *pulumi.Context, cfg *stacks.Config, out map[string]pulumi.Input)
 	return cl, nil
 }
 
-// platformLayer is replaced by platform.NewPlatform once that package lands.
-func platformLayer(ctx *pulumi.Context, cfg *stacks.Config, kube *cluster.Kube) error {
-	if kube.Provider == nil {
-		return fmt.Errorf("no kubernetes provider")
+// platformLayer puts the platform on the cluster's Kubernetes provider; it
+// waits for the cluster's readiness gate.
+func platformLayer(ctx *pulumi.Context, cfg *stacks.Config, kube *cluster.Kube, out map[string]pulumi.Input) error {
+	p, err := platform.NewPlatform(ctx, "platform", platform.ArgsFromConfig(cfg, kube.DependsOn...), pulumi.Provider(kube.Provider))
+	if err != nil {
+		return err
 	}
+	out["images"] = p.Images
+	out["issuer"] = p.Issuer
+	out["jwtKeyIds"] = p.JWTKeyIDs
 	return nil
 }

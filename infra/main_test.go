@@ -215,7 +215,13 @@ func TestStagingGraph(t *testing.T) {
 		"random:index/randomPassword:RandomPassword":    1,
 		tProvider: 1,
 	}
-	got := m.Count()
+	got := map[string]int{}
+	for _, r := range m.Resources() {
+		// the cloud layer's own resources (the platform's are counted elsewhere)
+		if strings.HasPrefix(r.Name, "cluster") || strings.HasPrefix(r.Name, "network") || strings.HasPrefix(r.Name, "dns") || strings.HasPrefix(r.Name, "pressroom-") {
+			got[r.Type]++
+		}
+	}
 	for typ, n := range want {
 		if got[typ] != n {
 			t.Errorf("%s: %d resources, want %d", typ, got[typ], n)
@@ -570,5 +576,87 @@ func TestPlainTextSecretsAreRefused(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "pressroom:googleClientSecret: is stored in plain text; run `pulumi config set --secret googleClientSecret <value>`") {
 		t.Errorf("plain-text secret accepted: %v", err)
+	}
+}
+
+// kinds counts the Kubernetes objects of the platform by kind.
+func kinds(m *cloudmock.Mocks) map[string]int {
+	out := map[string]int{}
+	for _, r := range m.Resources() {
+		if strings.HasPrefix(r.Type, "kubernetes:") && r.Custom {
+			out[r.Type[strings.LastIndex(r.Type, ":")+1:]]++
+		}
+	}
+	return out
+}
+
+// onProvider checks that every Kubernetes object goes through the stack's
+// provider (never an ambient kubeconfig) and returns how many there are.
+func onProvider(t *testing.T, m *cloudmock.Mocks, stack string) int {
+	t.Helper()
+	n := 0
+	for _, r := range m.Resources() {
+		if !strings.HasPrefix(r.Type, "kubernetes:") || !r.Custom {
+			continue
+		}
+		n++
+		if !strings.Contains(r.Provider, "pulumi:providers:kubernetes::pressroom-"+stack+"-k8s::") {
+			t.Errorf("%s %s uses provider %q, not the stack's", r.Type, r.Name, r.Provider)
+		}
+	}
+	return n
+}
+
+func TestWholeGraphPerStack(t *testing.T) {
+	for _, tc := range []struct {
+		stack    string
+		override map[string]string
+		docker   int // images built by the stack
+	}{
+		{"staging", nil, 5},
+		{"prod", nil, 5},
+		{"staging", map[string]string{
+			"pressroom:cluster": `{"mode":"existing"}`, "pressroom:kubeconfig": localKubeconfig,
+			"pressroom:registry": `{"kind":"none"}`, "pressroom:images": pinnedImages(),
+		}, 0},
+		{"staging", map[string]string{
+			"pressroom:cluster":  `{"mode":"render"}`,
+			"pressroom:registry": `{"kind":"none"}`, "pressroom:images": pinnedImages(),
+		}, 0},
+	} {
+		mode := tc.stack
+		if tc.override != nil {
+			mode = tc.override["pressroom:cluster"]
+		}
+		t.Run(mode, func(t *testing.T) {
+			r := mustDeploy(t, tc.stack, tc.override)
+			m := r.mocks
+			if n := onProvider(t, m, tc.stack); n < 30 {
+				t.Errorf("only %d Kubernetes objects on the stack's provider", n)
+			}
+			k := kinds(m)
+			for kind, min := range map[string]int{"Deployment": 5, "StatefulSet": 3, "Service": 5, "Ingress": 1,
+				"HorizontalPodAutoscaler": 2, "PodDisruptionBudget": 2, "NetworkPolicy": 2, "Namespace": 1} {
+				if k[kind] < min {
+					t.Errorf("%d %s objects, want at least %d (all: %v)", k[kind], kind, min, k)
+				}
+			}
+			if got := len(m.ByType("docker:index/image:Image")); got != tc.docker {
+				t.Errorf("%d images built, want %d", got, tc.docker)
+			}
+			// The readiness gate: in digitalocean mode the provider waits for the servers.
+			p := m.ByType(tProvider)[0]
+			if tc.override == nil {
+				deps := strings.Join(p.Deps, " ")
+				for _, want := range []string{"ReservedIpAssignment", "Droplet"} {
+					if !strings.Contains(deps, want) {
+						t.Errorf("provider does not depend on the %s: %v", want, p.Deps)
+					}
+				}
+			}
+			if imgs, _ := r.outputs["images"].(map[string]string); len(imgs) != 5 {
+				t.Errorf("images output %v", r.outputs["images"])
+			}
+		})
 	}
 }

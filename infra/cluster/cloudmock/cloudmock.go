@@ -38,6 +38,7 @@ type Resource struct {
 	IgnoreChanges []string
 	Parent        string
 	Provider      string
+	Deps          []string // URNs of explicit dependencies
 	Custom        bool
 }
 
@@ -165,6 +166,7 @@ func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 		r.Protect = rpc.GetProtect()
 		r.IgnoreChanges = rpc.GetIgnoreChanges()
 		r.Parent = rpc.GetParent()
+		r.Deps = rpc.GetDependencies()
 	}
 	m.mu.Lock()
 	m.resources = append(m.resources, r)

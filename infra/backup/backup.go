@@ -194,7 +194,6 @@ func NewBackup(ctx *pulumi.Context, name string, args *BackupArgs, opts ...pulum
 		Metadata: kube.Meta(ns, Name, "backup", ann),
 		Spec: &batchv1.CronJobSpecArgs{
 			Schedule:                   pulumi.String(a.Schedule),
-			TimeZone:                   pulumi.String("Etc/UTC"),
 			ConcurrencyPolicy:          pulumi.String("Forbid"),
 			SuccessfulJobsHistoryLimit: pulumi.Int(3),
 			FailedJobsHistoryLimit:     pulumi.Int(3),

@@ -12,6 +12,8 @@ need=(
   "openssl:openssl"
   "jq:jq"
   "curl:curl"
+  # The offline proof applies manifests with kubectl (this machine kind ships 1.32).
+  "kubectl:kubernetes-client"
 )
 
 have() {

@@ -2,6 +2,8 @@ package images
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
 	"debug/elf"
 	"os"
 	"os/exec"
@@ -13,12 +15,31 @@ import (
 
 var services = []string{"auth", "article", "media", "notification", "web"}
 
-// distrolessBudget is what the runtime base adds to the binary (static-debian12
-// is ~2 MB); the whole image must stay under 25 MB.
+// distrolessBudget is what the runtime base adds, compressed (static-debian12
+// is ~1 MB as pushed). The image limit is its size as pushed to and pulled
+// from the registry: compressed layers.
 const (
-	distrolessBudget = 3 << 20
+	distrolessBudget = 2 << 20
 	imageLimit       = 25 << 20
 )
+
+// gzipSize is a layer's size as pushed (registries store gzip'd tar layers).
+func gzipSize(t *testing.T, path string) int64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return int64(buf.Len())
+}
 
 func repoRoot(t *testing.T) string {
 	t.Helper()
@@ -139,9 +160,10 @@ func TestServiceBinariesAreStaticAndSmall(t *testing.T) {
 		}
 		f.Close()
 		st, _ := os.Stat(bin)
-		if st.Size()+distrolessBudget >= imageLimit {
-			t.Errorf("%s binary is %d MB: with the runtime base the image would exceed 25 MB", svc, st.Size()>>20)
+		pushed := gzipSize(t, bin)
+		if pushed+distrolessBudget >= imageLimit {
+			t.Errorf("%s binary is %d MB compressed: with the runtime base the image would exceed 25 MB", svc, pushed>>20)
 		}
-		t.Logf("%s: %.1f MB binary", svc, float64(st.Size())/(1<<20))
+		t.Logf("%s: %.1f MB binary, %.1f MB compressed", svc, float64(st.Size())/(1<<20), float64(pushed)/(1<<20))
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"pressroom.dev/infra/cluster"
 	"pressroom.dev/infra/cluster/cloudmock"
 	"pressroom.dev/infra/network"
+	"pressroom.dev/infra/platform"
 	"pressroom.dev/stacks"
 )
 
@@ -658,5 +659,13 @@ func TestWholeGraphPerStack(t *testing.T) {
 				t.Errorf("images output %v", r.outputs["images"])
 			}
 		})
+	}
+}
+
+// The platform pins persistent pods to the node the cluster layer labels as
+// holding the data volume; the two must name the same label.
+func TestDataNodeLabelAgrees(t *testing.T) {
+	if want := platform.DataNodeLabel + "=true"; cluster.DataLabel != want {
+		t.Fatalf("cluster labels the data node %q, the platform selects %q", cluster.DataLabel, want)
 	}
 }

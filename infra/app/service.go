@@ -52,8 +52,9 @@ type ServiceArgs struct {
 
 	Size            kube.Size
 	Autoscaling     *Autoscaling
-	PDBMinAvailable int  // 0 = no PodDisruptionBudget
-	SpreadNodes     bool // topology spread over nodes (clusters with > 1 node)
+	PDBMinAvailable int               // 0 = no PodDisruptionBudget
+	SpreadNodes     bool              // topology spread over nodes (clusters with > 1 node)
+	NodeSelector    map[string]string // e.g. the data node for a service with a local volume
 	PullSecret      string
 	SkipAwait       bool // do not wait for rollout (API servers without nodes)
 }
@@ -152,6 +153,9 @@ func NewService(ctx *pulumi.Context, name string, args *ServiceArgs, opts ...pul
 	}
 	if args.PullSecret != "" {
 		pod.ImagePullSecrets = corev1.LocalObjectReferenceArray{corev1.LocalObjectReferenceArgs{Name: pulumi.String(args.PullSecret)}}
+	}
+	if len(args.NodeSelector) > 0 {
+		pod.NodeSelector = pulumi.ToStringMap(args.NodeSelector)
 	}
 	if args.SpreadNodes {
 		pod.TopologySpreadConstraints = corev1.TopologySpreadConstraintArray{corev1.TopologySpreadConstraintArgs{

@@ -37,6 +37,7 @@ type BackupArgs struct {
 	Size          string // PVC size, default 10Gi
 	Protect       bool
 	SkipAwait     bool
+	NodeSelector  map[string]string // the data node, as for the datastores
 }
 
 // Backup is the component.
@@ -207,6 +208,7 @@ func NewBackup(ctx *pulumi.Context, name string, args *BackupArgs, opts ...pulum
 							ServiceAccountName:           pulumi.String(Name),
 							AutomountServiceAccountToken: pulumi.Bool(false),
 							RestartPolicy:                pulumi.String("OnFailure"),
+							NodeSelector:                 nodeSelector(args.NodeSelector),
 							SecurityContext:              kube.PodSecurity(uid),
 							// dump first (init), then prove the dumps are readable.
 							InitContainers: corev1.ContainerArray{container("dump", "backup.sh")},
@@ -230,4 +232,12 @@ func NewBackup(ctx *pulumi.Context, name string, args *BackupArgs, opts ...pulum
 		return nil, err
 	}
 	return b, nil
+}
+
+// nodeSelector is nil when empty so single-node stacks render no selector.
+func nodeSelector(m map[string]string) pulumi.StringMapInput {
+	if len(m) == 0 {
+		return nil
+	}
+	return pulumi.ToStringMap(m)
 }

@@ -49,6 +49,10 @@ type DatastoresArgs struct {
 	SkipAwait      bool
 	Protect        bool
 	DependsOn      []pulumi.Resource // the Secrets they read
+	// NodeSelector pins the StatefulSets to the node that holds the data
+	// volume (clusters with more than one node), so their local-path
+	// volumes live on the Block Storage volume that survives a droplet.
+	NodeSelector map[string]string
 }
 
 // Datastores is the component.
@@ -225,6 +229,9 @@ func containerPorts(ports map[string]int) corev1.ContainerPortArray {
 }
 
 func (b builder) statefulSet(name, storage string, pod *corev1.PodSpecArgs) error {
+	if len(b.args.NodeSelector) > 0 {
+		pod.NodeSelector = pulumi.ToStringMap(b.args.NodeSelector)
+	}
 	_, err := appsv1.NewStatefulSet(b.ctx, name, &appsv1.StatefulSetArgs{
 		Metadata: kube.Meta(b.ns, name, "datastore", b.annotations()),
 		Spec: &appsv1.StatefulSetSpecArgs{

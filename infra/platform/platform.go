@@ -31,6 +31,19 @@ var Services = []string{"auth", "article", "media", "notification", "web"}
 // Ports of the services (the kit serves app traffic, /healthz, /readyz and /metrics on it).
 var Ports = map[string]int{"auth": 8081, "article": 8082, "media": 8083, "notification": 8084, "web": 8080}
 
+// DataNodeLabel marks the node that holds the Block Storage volume (set by
+// the cluster layer's K3s config). With more than one node, everything with
+// a persistent volume is pinned to it so local-path data outlives a droplet.
+const DataNodeLabel = "pressroom.dev/data"
+
+// dataNodeSelector is empty on a single node, where there is nothing to choose.
+func (a *PlatformArgs) dataNodeSelector() map[string]string {
+	if a.Nodes <= 1 {
+		return nil
+	}
+	return map[string]string{DataNodeLabel: "true"}
+}
+
 // MediaClaim is the PersistentVolumeClaim of the media files.
 const MediaClaim = "media-data"
 
@@ -243,6 +256,7 @@ func NewPlatform(ctx *pulumi.Context, name string, args *PlatformArgs, opts ...p
 		Namespace: ns, Images: a.DatastoreImages,
 		Storage:   datastores.Storage{Postgres: a.Storage.Postgres, Redis: a.Storage.Redis, NATS: a.Storage.NATS},
 		SkipAwait: a.SkipAwait, Protect: a.Protect, DependsOn: sec.Resources,
+		NodeSelector: a.dataNodeSelector(),
 	}, pulumi.Parent(p))
 	if err != nil {
 		return nil, err
@@ -293,6 +307,7 @@ func NewPlatform(ctx *pulumi.Context, name string, args *PlatformArgs, opts ...p
 	if _, err := backup.NewBackup(ctx, "backup", &backup.BackupArgs{
 		Namespace: ns, Image: a.DatastoreImages.Postgres, Schedule: a.BackupSchedule,
 		RetentionDays: a.BackupRetentionDays, Size: a.Storage.Backups, Protect: a.Protect, SkipAwait: a.SkipAwait,
+		NodeSelector: a.dataNodeSelector(),
 	}, pulumi.Parent(p)); err != nil {
 		return nil, err
 	}
@@ -355,6 +370,7 @@ func serviceArgs(a *PlatformArgs, svc string, ns pulumi.StringInput, imgs *image
 	case "media":
 		env["MEDIA_DIR"] = pulumi.String("/data")
 		args.Data = &app.Volume{Claim: MediaClaim, MountPath: "/data"}
+		args.NodeSelector = a.dataNodeSelector()
 	case "notification":
 		env["NATS_URL"] = ds.NATSURL
 		env["EMAIL_FROM"] = pulumi.String(a.App.EmailFrom)

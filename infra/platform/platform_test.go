@@ -552,6 +552,32 @@ func TestTopologySpreadOnlyWithSeveralNodes(t *testing.T) {
 	}
 }
 
+// With several nodes only the first holds the Block Storage volume, so every
+// pod with persistent data must be pinned to it; on one node nothing is.
+func TestPersistentPodsPinnedToTheDataNode(t *testing.T) {
+	for _, nodes := range []int{1, 3} {
+		a := stagingArgs()
+		a.Nodes = nodes
+		pinned := 0
+		for name, ps := range podSpecs(run(t, "staging", a)) {
+			sel, _ := ps["nodeSelector"].(map[string]any)
+			wantPinned := strings.HasPrefix(name, "StatefulSet/") || strings.HasPrefix(name, "CronJob/") || name == "Deployment/media"
+			switch {
+			case wantPinned && nodes > 1 && sel[DataNodeLabel] != "true":
+				t.Errorf("nodes=%d: %s nodeSelector %v, want %s=true", nodes, name, sel, DataNodeLabel)
+			case (!wantPinned || nodes == 1) && sel != nil:
+				t.Errorf("nodes=%d: %s has nodeSelector %v, want none", nodes, name, sel)
+			}
+			if sel != nil {
+				pinned++
+			}
+		}
+		if nodes > 1 && pinned != 5 { // postgres, redis, nats, media, backup
+			t.Errorf("nodes=%d: %d pods pinned to the data node, want 5", nodes, pinned)
+		}
+	}
+}
+
 func TestClusterIssuersWaitForCertManager(t *testing.T) {
 	g := run(t, "staging", stagingArgs())
 	rel := g.byType("kubernetes:helm.sh/v3:Release")

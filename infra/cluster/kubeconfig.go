@@ -195,7 +195,11 @@ func WaitReady(ctx context.Context, kubeconfig string, timeout time.Duration) er
 			}
 			err = fmt.Errorf("HTTP %d: %s", resp.StatusCode, body)
 		}
-		last = err
+		// A request cut off by our own deadline says nothing new: keep the
+		// error that explains why the API server was not ready.
+		if last == nil || ctx.Err() == nil {
+			last = err
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("kubernetes API %s did not answer /readyz within %s (last error: %v); "+

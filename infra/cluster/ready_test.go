@@ -117,11 +117,12 @@ func TestWaitReadyTimesOutWithAClearError(t *testing.T) {
 	pollInterval = 50 * time.Millisecond
 	serverCA, clientCA := newTestCA(t, ServerCACN), newTestCA(t, ClientCACN)
 	srv, _ := apiServer(t, serverCA, clientCA, 1<<30)
-	err := WaitReady(context.Background(), adminKubeconfig(t, srv.URL, serverCA, clientCA), 300*time.Millisecond)
+	// Long enough for a first TLS handshake under -race on a loaded machine.
+	err := WaitReady(context.Background(), adminKubeconfig(t, srv.URL, serverCA, clientCA), 3*time.Second)
 	if err == nil {
 		t.Fatal("never-ready API server reported ready")
 	}
-	for _, want := range []string{"did not answer /readyz within 300ms", "HTTP 503", "etcd failed", "cloud-init status --long", "readyTimeoutSeconds"} {
+	for _, want := range []string{"did not answer /readyz within 3s", "HTTP 503", "etcd failed", "cloud-init status --long", "readyTimeoutSeconds"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q: %v", want, err)
 		}
@@ -133,12 +134,12 @@ func TestWaitReadyRejectsACertificateFromAnotherCA(t *testing.T) {
 	pollInterval = 50 * time.Millisecond
 	serverCA, clientCA, rogue := newTestCA(t, ServerCACN), newTestCA(t, ClientCACN), newTestCA(t, "rogue")
 	srv, calls := apiServer(t, serverCA, clientCA, 0)
-	err := WaitReady(context.Background(), adminKubeconfig(t, srv.URL, serverCA, rogue), 300*time.Millisecond)
+	err := WaitReady(context.Background(), adminKubeconfig(t, srv.URL, serverCA, rogue), 3*time.Second)
 	if err == nil || calls.Load() != 0 {
 		t.Fatalf("client cert from a foreign CA got through: err=%v calls=%d", err, calls.Load())
 	}
 	// and the server must be verified against the kubeconfig's CA, too
-	err = WaitReady(context.Background(), adminKubeconfig(t, srv.URL, rogue, clientCA), 300*time.Millisecond)
+	err = WaitReady(context.Background(), adminKubeconfig(t, srv.URL, rogue, clientCA), 3*time.Second)
 	if err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("server cert not verified against the kubeconfig CA: %v", err)
 	}

@@ -29,15 +29,13 @@ import (
 // Config is every setting of the article service (README "### article").
 type Config struct {
 	config.Common
-	DatabaseURL      string        `env:"DATABASE_URL,required"`
-	NATSURL          string        `env:"NATS_URL,required"`
-	JWTPublicKeyPath string        `env:"JWT_PUBLIC_KEY_PATH" envDefault:"/keys/jwt_public.pem"`
-	JWTIssuer        string        `env:"JWT_ISSUER" envDefault:"pressroom-auth"`
-	JWTAudience      string        `env:"JWT_AUDIENCE" envDefault:"pressroom"`
-	PublicURL        string        `env:"PUBLIC_URL" envDefault:"https://example.com"`
-	OutboxPoll       time.Duration `env:"OUTBOX_POLL_INTERVAL" envDefault:"5s"`
-	OutboxBatch      int           `env:"OUTBOX_BATCH_SIZE" envDefault:"500"`
-	OutboxRetention  time.Duration `env:"OUTBOX_RETENTION" envDefault:"72h"`
+	DatabaseURL string `env:"DATABASE_URL,required"`
+	NATSURL     string `env:"NATS_URL,required"`
+	config.JWT
+	PublicURL       string        `env:"PUBLIC_URL" envDefault:"https://example.com"`
+	OutboxPoll      time.Duration `env:"OUTBOX_POLL_INTERVAL" envDefault:"5s"`
+	OutboxBatch     int           `env:"OUTBOX_BATCH_SIZE" envDefault:"500"`
+	OutboxRetention time.Duration `env:"OUTBOX_RETENTION" envDefault:"72h"`
 }
 
 func main() {

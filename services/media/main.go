@@ -25,13 +25,11 @@ import (
 // Config is the media service's environment.
 type Config struct {
 	config.Common
-	DatabaseURL      string `env:"DATABASE_URL,required"`
-	MediaDir         string `env:"MEDIA_DIR" envDefault:"/data"`
-	MaxBytes         int64  `env:"MEDIA_MAX_BYTES" envDefault:"10485760"`
-	JWTPublicKeyPath string `env:"JWT_PUBLIC_KEY_PATH" envDefault:"/keys/jwt_public.pem"`
-	JWTIssuer        string `env:"JWT_ISSUER" envDefault:"pressroom-auth"`
-	JWTAudience      string `env:"JWT_AUDIENCE" envDefault:"pressroom"`
-	PublicURL        string `env:"PUBLIC_URL" envDefault:"https://example.com"`
+	DatabaseURL string `env:"DATABASE_URL,required"`
+	MediaDir    string `env:"MEDIA_DIR" envDefault:"/data"`
+	MaxBytes    int64  `env:"MEDIA_MAX_BYTES" envDefault:"10485760"`
+	config.JWT
+	PublicURL string `env:"PUBLIC_URL" envDefault:"https://example.com"`
 }
 
 func main() {

@@ -24,17 +24,15 @@ import (
 // Config is web's settings (README: "Services and their settings" and "### web").
 type Config struct {
 	config.Common
-	JWTPublicKeyPath string        `env:"JWT_PUBLIC_KEY_PATH" envDefault:"/keys/jwt_public.pem"`
-	JWTIssuer        string        `env:"JWT_ISSUER" envDefault:"pressroom-auth"`
-	JWTAudience      string        `env:"JWT_AUDIENCE" envDefault:"pressroom"`
-	PublicURL        string        `env:"PUBLIC_URL" envDefault:"https://example.com"`
-	AuthURL          string        `env:"AUTH_URL" envDefault:"http://auth:8081"`
-	ArticleURL       string        `env:"ARTICLE_URL" envDefault:"http://article:8082"`
-	MediaURL         string        `env:"MEDIA_URL" envDefault:"http://media:8083"`
-	MediaMaxBytes    int64         `env:"MEDIA_MAX_BYTES" envDefault:"10485760"`
-	SiteTitle        string        `env:"SITE_TITLE" envDefault:"Pressroom"`
-	SiteDescription  string        `env:"SITE_DESCRIPTION" envDefault:"Stories, notes and news."`
-	PageCacheTTL     time.Duration `env:"PAGE_CACHE_TTL" envDefault:"2s"`
+	config.JWT
+	PublicURL       string        `env:"PUBLIC_URL" envDefault:"https://example.com"`
+	AuthURL         string        `env:"AUTH_URL" envDefault:"http://auth:8081"`
+	ArticleURL      string        `env:"ARTICLE_URL" envDefault:"http://article:8082"`
+	MediaURL        string        `env:"MEDIA_URL" envDefault:"http://media:8083"`
+	MediaMaxBytes   int64         `env:"MEDIA_MAX_BYTES" envDefault:"10485760"`
+	SiteTitle       string        `env:"SITE_TITLE" envDefault:"Pressroom"`
+	SiteDescription string        `env:"SITE_DESCRIPTION" envDefault:"Stories, notes and news."`
+	PageCacheTTL    time.Duration `env:"PAGE_CACHE_TTL" envDefault:"2s"`
 }
 
 func main() {

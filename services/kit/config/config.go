@@ -25,6 +25,14 @@ type Common struct {
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
 }
 
+// JWT holds the token-verification settings of every service that checks
+// access tokens. Embed it (without a prefix) next to Common.
+type JWT struct {
+	JWTPublicKeyPath string `env:"JWT_PUBLIC_KEY_PATH" envDefault:"/keys/jwt_public.pem"`
+	JWTIssuer        string `env:"JWT_ISSUER" envDefault:"pressroom-auth"`
+	JWTAudience      string `env:"JWT_AUDIENCE" envDefault:"pressroom"`
+}
+
 // Load fills cfg (a pointer to a struct with env tags) from the process environment.
 func Load(cfg any) error {
 	return LoadFrom(cfg, env.ToMap(os.Environ()))

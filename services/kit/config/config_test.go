@@ -89,3 +89,19 @@ func TestLoadFromProcessEnv(t *testing.T) {
 		t.Errorf("Service = %q", cfg.Service)
 	}
 }
+
+func TestJWTBlockDefaultsAndOverrides(t *testing.T) {
+	var cfg struct {
+		Common
+		JWT
+	}
+	if err := LoadFrom(&cfg, map[string]string{"JWT_ISSUER": "https://auth.example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.JWTPublicKeyPath != "/keys/jwt_public.pem" || cfg.JWTAudience != "pressroom" {
+		t.Errorf("defaults not applied: %+v", cfg.JWT)
+	}
+	if cfg.JWTIssuer != "https://auth.example.com" {
+		t.Errorf("JWT_ISSUER not read: %q", cfg.JWTIssuer)
+	}
+}

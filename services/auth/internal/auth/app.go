@@ -26,13 +26,11 @@ import (
 // Config is every setting of the auth service (README "### auth").
 type Config struct {
 	config.Common
-	DatabaseURL        string        `env:"DATABASE_URL,required"`
-	RedisAddr          string        `env:"REDIS_ADDR,required"`
-	RedisPassword      string        `env:"REDIS_PASSWORD"`
-	JWTPrivateKeyPath  string        `env:"JWT_PRIVATE_KEY_PATH" envDefault:"/keys/jwt_private.pem"`
-	JWTPublicKeyPath   string        `env:"JWT_PUBLIC_KEY_PATH" envDefault:"/keys/jwt_public.pem"`
-	JWTIssuer          string        `env:"JWT_ISSUER" envDefault:"pressroom-auth"`
-	JWTAudience        string        `env:"JWT_AUDIENCE" envDefault:"pressroom"`
+	DatabaseURL       string `env:"DATABASE_URL,required"`
+	RedisAddr         string `env:"REDIS_ADDR,required"`
+	RedisPassword     string `env:"REDIS_PASSWORD"`
+	JWTPrivateKeyPath string `env:"JWT_PRIVATE_KEY_PATH" envDefault:"/keys/jwt_private.pem"`
+	config.JWT
 	PublicURL          string        `env:"PUBLIC_URL" envDefault:"https://example.com"`
 	OIDCIssuerURL      string        `env:"OIDC_ISSUER_URL" envDefault:"https://accounts.google.com"`
 	GoogleClientID     string        `env:"GOOGLE_CLIENT_ID"`

@@ -77,9 +77,15 @@ func browser(t *testing.T, parent context.Context) context.Context {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Fatalf("%s not found: run `make deps` (Debian package chromium); the tests never download a browser", chromiumPath)
 	}
+	// Not t.TempDir: Chromium's helper processes may still write to the
+	// profile for a moment after the browser exits, which fails its cleanup.
+	profile, err := os.MkdirTemp("", "pressroom-e2e-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.Flag("headless", true),
 		chromedp.Flag("no-sandbox", true),
 		chromedp.Flag("disable-gpu", true),
@@ -96,6 +102,7 @@ func browser(t *testing.T, parent context.Context) context.Context {
 	t.Cleanup(func() {
 		cancelB()
 		cancelA()
+		removeWithRetry(t, profile)
 	})
 	if err := chromedp.Run(bctx); err != nil {
 		t.Fatalf("start chromium: %v", err)
@@ -381,4 +388,17 @@ func TestBrowserJourney(t *testing.T) {
 	if strings.Contains(homeText, title) {
 		t.Fatalf("home page still lists the unpublished %q", title)
 	}
+}
+
+// removeWithRetry removes a directory that exiting processes may still be
+// writing to, retrying for a few seconds before reporting it.
+func removeWithRetry(t *testing.T, dir string) {
+	var err error
+	for i := 0; i < 50; i++ {
+		if err = os.RemoveAll(dir); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Errorf("removing the browser profile %s: %v", dir, err)
 }

@@ -19,6 +19,11 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 )
 
 const childEnv = "KIT_SERVER_TEST_CHILD"
@@ -284,5 +289,47 @@ func TestRunReportsBusyAddress(t *testing.T) {
 	}
 	if err := New(Options{Logger: quietLogger()}).Run(context.Background()); err == nil || !strings.Contains(err.Error(), "HTTP_ADDR") {
 		t.Errorf("Run without address: %v", err)
+	}
+}
+
+// Without an exporter the server only extracts the incoming trace context
+// (no spans); with an SDK provider installed it records a server span. The
+// handler sees the caller's trace in both cases, so traces stay joined.
+func TestTraceContextReachesHandlers(t *testing.T) {
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	s := New(Options{Name: "t", Logger: quietLogger()})
+	s.Engine().GET("/trace", func(c *gin.Context) {
+		c.String(http.StatusOK, trace.SpanContextFromContext(c.Request.Context()).TraceID().String())
+	})
+	base := start(t, s)
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	call := func() string {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, base+"/trace", nil)
+		req.Header.Set("traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+
+	if got := call(); got != traceID {
+		t.Fatalf("without an exporter the handler saw trace %q, want the caller's %s", got, traceID)
+	}
+
+	spans := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+	prev := otel.GetTracerProvider()
+	otel.SetTracerProvider(tp)
+	t.Cleanup(func() { otel.SetTracerProvider(prev); _ = tp.Shutdown(context.Background()) })
+	if got := call(); got != traceID {
+		t.Fatalf("with an exporter the handler saw trace %q, want the caller's %s", got, traceID)
+	}
+	recorded := spans.GetSpans()
+	if len(recorded) != 1 || recorded[0].Name != "GET /trace" || recorded[0].SpanContext.TraceID().String() != traceID {
+		t.Fatalf("want one server span \"GET /trace\" in trace %s, got %+v", traceID, recorded)
 	}
 }

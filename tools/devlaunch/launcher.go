@@ -375,7 +375,8 @@ func Edge(webURL, mediaURL string) http.Handler {
 	media, _ := url.Parse(mediaURL)
 	tr := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 128, IdleConnTimeout: 90 * time.Second}
 	return &httputil.ReverseProxy{
-		Transport: tr,
+		Transport:  tr,
+		BufferPool: copyBuffers{},
 		Rewrite: func(r *httputil.ProxyRequest) {
 			target := web
 			if p := r.In.URL.Path; p == "/media" || strings.HasPrefix(p, "/media/") {
@@ -387,6 +388,16 @@ func Edge(webURL, mediaURL string) http.Handler {
 		},
 	}
 }
+
+// copyBuffers reuses the proxy's 32 KiB copy buffers; without a pool each
+// response allocates one, and the garbage collector becomes the edge's
+// largest cost under load.
+type copyBuffers struct{}
+
+var copyBufferPool = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+
+func (copyBuffers) Get() []byte  { return copyBufferPool.Get().(*[32 << 10]byte)[:] }
+func (copyBuffers) Put(b []byte) { copyBufferPool.Put((*[32 << 10]byte)(b)) }
 
 // Stop stops every process (services first, datastores last) and, for a
 // temporary launch, removes its state.

@@ -47,6 +47,7 @@ type Options struct {
 	DrainDelay      time.Duration // readiness false → stop accepting, 0
 	CloseTimeout    time.Duration // deadline for the OnShutdown funcs together, 10s
 	CheckTimeout    time.Duration // per readiness check, 2s
+	SlowRequest     time.Duration // reads slower than this are logged at info, 500ms
 }
 
 // Server is an HTTP server with probes, metrics and graceful shutdown.
@@ -87,6 +88,7 @@ func New(o Options) *Server {
 	def(&o.ShutdownTimeout, 20*time.Second)
 	def(&o.CloseTimeout, 10*time.Second)
 	def(&o.CheckTimeout, 2*time.Second)
+	def(&o.SlowRequest, 500*time.Millisecond)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -305,15 +307,29 @@ func (s *Server) observe(requests *prometheus.CounterVec, durations *prometheus.
 		code := strconv.Itoa(c.Writer.Status())
 		requests.WithLabelValues(c.Request.Method, route, code).Inc()
 		durations.WithLabelValues(c.Request.Method, route, code).Observe(elapsed.Seconds())
-		level := slog.LevelInfo
-		if isProbe(c.Request.URL.Path) {
-			level = slog.LevelDebug
-		}
-		s.log.Log(c.Request.Context(), level, "http request",
+		s.log.Log(c.Request.Context(), s.requestLevel(c, elapsed), "http request",
 			"method", c.Request.Method, "path", c.Request.URL.Path, "route", route,
 			"status", c.Writer.Status(), "duration_ms", float64(elapsed.Microseconds())/1000,
 			"bytes", c.Writer.Size(), "remote", c.ClientIP())
 	}
+}
+
+// requestLevel keeps the info log for what an operator looks for: writes,
+// errors and slow requests. Fast successful reads (pages, images, probes) are
+// counted in the metrics and logged at debug, so a busy site does not spend
+// its CPU writing one log line per page view.
+func (s *Server) requestLevel(c *gin.Context, elapsed time.Duration) slog.Level {
+	status := c.Writer.Status()
+	switch {
+	case status >= 500:
+		return slog.LevelWarn
+	case isProbe(c.Request.URL.Path):
+		return slog.LevelDebug
+	case (c.Request.Method == http.MethodGet || c.Request.Method == http.MethodHead) &&
+		status < 400 && elapsed < s.opts.SlowRequest:
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
 }
 
 // recovery turns a handler panic into a logged 500 instead of a dropped connection.

@@ -333,3 +333,69 @@ func TestTraceContextReachesHandlers(t *testing.T) {
 		t.Fatalf("want one server span \"GET /trace\" in trace %s, got %+v", traceID, recorded)
 	}
 }
+
+// lockedBuffer collects log output written from the server's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Fast successful reads go to debug; writes, errors and slow reads stay at
+// info (5xx at warn), so an info-level log shows what an operator acts on.
+func TestRequestLogLevels(t *testing.T) {
+	var out lockedBuffer
+	s := New(Options{Logger: slog.New(slog.NewTextHandler(&out, nil)), SlowRequest: 50 * time.Millisecond})
+	s.Engine().GET("/page", func(c *gin.Context) { c.String(http.StatusOK, "page") })
+	s.Engine().GET("/slow", func(c *gin.Context) { time.Sleep(80 * time.Millisecond); c.String(http.StatusOK, "slow") })
+	s.Engine().GET("/broken", func(c *gin.Context) { c.String(http.StatusBadGateway, "upstream down") })
+	s.Engine().POST("/save", func(c *gin.Context) { c.Status(http.StatusNoContent) })
+	base := start(t, s)
+
+	get(t, base+"/page")
+	get(t, base+"/missing")
+	get(t, base+"/slow")
+	get(t, base+"/broken")
+	resp, err := http.Post(base+"/save", "text/plain", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+
+	logged := map[string]string{} // path -> level
+	for _, line := range strings.Split(out.String(), "\n") {
+		if !strings.Contains(line, `msg="http request"`) {
+			continue
+		}
+		var level, path string
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, "level="); ok {
+				level = v
+			}
+			if v, ok := strings.CutPrefix(f, "path="); ok {
+				path = v
+			}
+		}
+		logged[path] = level
+	}
+	want := map[string]string{"/missing": "INFO", "/slow": "INFO", "/broken": "WARN", "/save": "INFO"}
+	for path, level := range want {
+		if logged[path] != level {
+			t.Errorf("%s logged at %q, want %s (all: %v)", path, logged[path], level, logged)
+		}
+	}
+	if l, ok := logged["/page"]; ok {
+		t.Errorf("a fast successful GET was logged at %s; it belongs at debug", l)
+	}
+}

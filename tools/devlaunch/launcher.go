@@ -373,7 +373,7 @@ func (l *Launcher) waitReady(ctx context.Context, name, base string) error {
 func Edge(webURL, mediaURL string) http.Handler {
 	web, _ := url.Parse(webURL)
 	media, _ := url.Parse(mediaURL)
-	tr := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 128, IdleConnTimeout: 90 * time.Second}
+	tr := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 128, IdleConnTimeout: 90 * time.Second, ReadBufferSize: 64 << 10}
 	return &httputil.ReverseProxy{
 		Transport:  tr,
 		BufferPool: copyBuffers{},

@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"connectrpc.com/connect"
 
 	"pressroom.dev/kit/config"
 	"pressroom.dev/kit/connectkit"
@@ -113,13 +112,12 @@ func run(ctx context.Context) error {
 	go func() { defer wg.Done(); _ = relay.Run(relayCtx) }()
 	srv.OnShutdown("outbox relay", func(context.Context) error { stopRelay(); wg.Wait(); return nil })
 
-	otelIC, err := telemetry.ConnectInterceptor()
+	opts, err := connectkit.HandlerOptions(verifier, article.AnonymousProcedures...)
 	if err != nil {
 		return err
 	}
 	svc := article.NewService(article.NewStore(pool), cfg.PublicURL)
-	path, h := articlev1connect.NewArticleServiceHandler(article.NewHandler(svc), connect.WithInterceptors(
-		otelIC, connectkit.AuthInterceptor(verifier, connectkit.AllowAnonymous(article.AnonymousProcedures...))))
+	path, h := articlev1connect.NewArticleServiceHandler(article.NewHandler(svc), opts)
 	srv.Handle(path, h)
 	return srv.Run(ctx)
 }

@@ -104,8 +104,12 @@ func run(ctx context.Context) error {
 	}
 	var sender notify.Sender = notify.LogSender{Log: log}
 	if cfg.ResendAPIKey != "" {
+		// One kept-alive connection per parallel send: with the default two
+		// idle connections per host most sends dialled (and TLS-handshook) anew.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = notify.DefaultConcurrency
 		sender = &notify.Resend{BaseURL: cfg.ResendBaseURL, APIKey: cfg.ResendAPIKey,
-			Client: &http.Client{Timeout: 15 * time.Second, Transport: telemetry.HTTPTransport(nil)}}
+			Client: &http.Client{Timeout: 15 * time.Second, Transport: telemetry.HTTPTransport(tr)}}
 	} else {
 		log.Warn("RESEND_API_KEY is not set: notifications are written to the log instead of e-mailed")
 	}

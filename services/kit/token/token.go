@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -118,7 +120,21 @@ func (s *Signer) SignClaims(c Claims) (string, error) {
 type Verifier struct {
 	keys   map[string]*rsa.PublicKey
 	parser *jwt.Parser
+	now    func() time.Time
+
+	mu       sync.Mutex
+	verified map[string]verifiedToken // raw token -> claims, until it expires
 }
+
+// verifiedToken is a token whose signature and claims already passed.
+type verifiedToken struct {
+	claims    Claims
+	notBefore time.Time // zero = no nbf
+	expires   time.Time
+}
+
+// verifiedMax bounds the cache of verified tokens (a few hundred bytes each).
+const verifiedMax = 10000
 
 // NewVerifier accepts RS256 tokens signed by any of keys, issued by issuer for audience.
 func NewVerifier(keys []*rsa.PublicKey, issuer, audience string) (*Verifier, error) {
@@ -128,7 +144,7 @@ func NewVerifier(keys []*rsa.PublicKey, issuer, audience string) (*Verifier, err
 	if issuer == "" || audience == "" {
 		return nil, errors.New("token: issuer and audience are required to verify tokens")
 	}
-	v := &Verifier{keys: map[string]*rsa.PublicKey{}}
+	v := &Verifier{keys: map[string]*rsa.PublicKey{}, now: time.Now, verified: map[string]verifiedToken{}}
 	for _, k := range keys {
 		v.keys[KeyID(k)] = k
 	}
@@ -139,6 +155,7 @@ func NewVerifier(keys []*rsa.PublicKey, issuer, audience string) (*Verifier, err
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(Leeway),
+		jwt.WithTimeFunc(func() time.Time { return v.now() }),
 	)
 	return v, nil
 }
@@ -166,7 +183,25 @@ func (v *Verifier) KeyIDs() []string {
 }
 
 // Verify checks signature, algorithm, kid, expiry, issuer and audience.
+// A token that passed once is remembered until it expires: the same bytes
+// carry the same signature, so only the time checks are repeated, and a busy
+// caller's every request does not pay for an RSA verification.
 func (v *Verifier) Verify(tok string) (*Claims, error) {
+	now := v.now()
+	v.mu.Lock()
+	hit, ok := v.verified[tok]
+	v.mu.Unlock()
+	if ok {
+		if now.After(hit.expires.Add(Leeway)) || now.Add(Leeway).Before(hit.notBefore) {
+			v.mu.Lock()
+			delete(v.verified, tok)
+			v.mu.Unlock()
+		} else {
+			c := hit.claims
+			c.Audience, c.Roles = slices.Clone(c.Audience), slices.Clone(c.Roles) // callers may not change the cache
+			return &c, nil
+		}
+	}
 	var c Claims
 	_, err := v.parser.ParseWithClaims(tok, &c, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
@@ -185,7 +220,29 @@ func (v *Verifier) Verify(tok string) (*Claims, error) {
 	if c.Subject == "" {
 		return nil, fmt.Errorf("%w: no subject", ErrInvalidToken)
 	}
+	v.remember(tok, c, now)
 	return &c, nil
+}
+
+func (v *Verifier) remember(tok string, c Claims, now time.Time) {
+	hit := verifiedToken{claims: c, expires: c.ExpiresAt.Time}
+	hit.claims.Audience, hit.claims.Roles = slices.Clone(c.Audience), slices.Clone(c.Roles)
+	if c.NotBefore != nil {
+		hit.notBefore = c.NotBefore.Time
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.verified) >= verifiedMax {
+		for k, t := range v.verified {
+			if now.After(t.expires.Add(Leeway)) {
+				delete(v.verified, k)
+			}
+		}
+		if len(v.verified) >= verifiedMax/2 {
+			clear(v.verified) // still full of live tokens: start over rather than grow
+		}
+	}
+	v.verified[tok] = hit
 }
 
 // KeyID is a stable fingerprint of pub: base64url(SHA-256(DER PKIX)), first 16 chars.

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"connectrpc.com/connect"
 	"github.com/redis/go-redis/v9"
 
 	"pressroom.dev/kit/config"
@@ -161,14 +160,13 @@ func NewApp(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	srv.OnShutdown("postgres", func(context.Context) error { pool.Close(); return nil })
 	srv.OnShutdown("redis", func(context.Context) error { return rdb.Close() })
 
-	otelIC, err := telemetry.ConnectInterceptor()
+	opts, err := connectkit.HandlerOptions(verifier, AnonymousProcedures...)
 	if err != nil {
 		pool.Close()
 		_ = rdb.Close()
 		return nil, err
 	}
-	path, h := authv1connect.NewAuthServiceHandler(NewHandler(svc, log, srv.Metrics()), connect.WithInterceptors(
-		otelIC, connectkit.AuthInterceptor(verifier, connectkit.AllowAnonymous(AnonymousProcedures...))))
+	path, h := authv1connect.NewAuthServiceHandler(NewHandler(svc, log, srv.Metrics()), opts)
 	srv.Handle(path, h)
 	return &App{Server: srv, Service: svc, Store: store}, nil
 }

@@ -49,6 +49,9 @@ func StreamConfig() jetstream.StreamConfig {
 	}
 }
 
+// DefaultConcurrency is how many e-mails are sent in parallel.
+const DefaultConcurrency = 8
+
 // Options tune the notifier; zero values take the defaults in brackets.
 type Options struct {
 	Recipient string // NOTIFY_EMAIL (required)
@@ -63,7 +66,7 @@ type Options struct {
 	SendRetries int           // failed sends before a notification is given up [10]
 	RetryDelay  time.Duration // first delay before re-sending, doubled per attempt up to 1h [10s]
 	RetryScan   time.Duration // how often due retries are looked for [5s]
-	Concurrency int           // parallel sends [8]
+	Concurrency int           // parallel sends [DefaultConcurrency]
 
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer // nil = no metrics
@@ -96,7 +99,7 @@ func (o *Options) defaults() error {
 	defInt(&o.BatchSize, 200)
 	defInt(&o.MaxDeliver, 20)
 	defInt(&o.SendRetries, 10)
-	defInt(&o.Concurrency, 8)
+	defInt(&o.Concurrency, DefaultConcurrency)
 	def(&o.AckWait, 30*time.Second)
 	def(&o.NakBackoff, time.Second)
 	def(&o.ClaimTime, time.Minute)

@@ -47,13 +47,7 @@ func main() {
 
 func loadConfig(environ map[string]string) (Config, error) {
 	cfg := Config{Common: config.Common{Service: "notification", HTTPAddr: ":8084"}}
-	var err error
-	if environ == nil {
-		err = config.Load(&cfg)
-	} else {
-		err = config.LoadFrom(&cfg, environ)
-	}
-	if err != nil {
+	if err := config.LoadFrom(&cfg, environ); err != nil {
 		return cfg, err
 	}
 	var probs []error

@@ -35,11 +35,16 @@ type JWT struct {
 
 // Load fills cfg (a pointer to a struct with env tags) from the process environment.
 func Load(cfg any) error {
-	return LoadFrom(cfg, env.ToMap(os.Environ()))
+	return LoadFrom(cfg, nil)
 }
 
-// LoadFrom fills cfg from environ instead of the process environment.
+// LoadFrom fills cfg from environ instead of the process environment; a nil
+// environ means the process environment (so a service's loader can take an
+// optional map from its tests).
 func LoadFrom(cfg any, environ map[string]string) error {
+	if environ == nil {
+		environ = env.ToMap(os.Environ())
+	}
 	err := env.ParseWithOptions(cfg, env.Options{Environment: environ})
 	if err == nil {
 		return validateCommon(cfg)

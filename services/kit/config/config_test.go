@@ -88,6 +88,10 @@ func TestLoadFromProcessEnv(t *testing.T) {
 	if cfg.Service != "media" {
 		t.Errorf("Service = %q", cfg.Service)
 	}
+	var fromNil Common
+	if err := LoadFrom(&fromNil, nil); err != nil || fromNil.Service != "media" {
+		t.Errorf("LoadFrom(nil) = %q, %v; want the process environment's \"media\"", fromNil.Service, err)
+	}
 }
 
 func TestJWTBlockDefaultsAndOverrides(t *testing.T) {

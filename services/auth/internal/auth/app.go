@@ -54,12 +54,7 @@ func DefaultConfig() Config {
 // what env tags cannot: one error lists every problem.
 func LoadConfig(environ map[string]string) (Config, error) {
 	cfg := DefaultConfig()
-	var err error
-	if environ == nil {
-		err = config.Load(&cfg)
-	} else {
-		err = config.LoadFrom(&cfg, environ)
-	}
+	err := config.LoadFrom(&cfg, environ)
 	// Keep going after the kit's errors so one message lists every problem.
 	var problems []string
 	if err != nil {
@@ -206,13 +201,7 @@ type PruneConfig struct {
 // retention < 0 means "use PRUNE_RETENTION".
 func Prune(ctx context.Context, environ map[string]string, retention time.Duration, out io.Writer) error {
 	cfg := PruneConfig{Common: config.Common{Service: "auth"}}
-	var err error
-	if environ == nil {
-		err = config.Load(&cfg)
-	} else {
-		err = config.LoadFrom(&cfg, environ)
-	}
-	if err != nil {
+	if err := config.LoadFrom(&cfg, environ); err != nil {
 		return err
 	}
 	if retention >= 0 {

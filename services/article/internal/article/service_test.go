@@ -277,3 +277,39 @@ func TestEventCarriesRequestTrace(t *testing.T) {
 		t.Fatalf("traceparent %q does not carry trace %s", tp2, span.SpanContext().TraceID())
 	}
 }
+
+// Creating an article must not scan the whole archive to find a free slug:
+// the suffix lookup has to be answerable from an index, whatever the plan.
+func TestFreeSlugLookupUsesAnIndex(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	tx, err := e.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck
+	if _, err := tx.Exec(ctx, "SET LOCAL enable_seqscan = off; SET LOCAL plan_cache_mode = force_generic_plan"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "PREPARE free_slug(text) AS "+freeSlugSQL); err != nil {
+		t.Fatal(err)
+	}
+	var plan strings.Builder
+	rows, err := tx.Query(ctx, "EXPLAIN EXECUTE free_slug('hello-world')")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		plan.WriteString(line + "\n")
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(plan.String(), "Seq Scan") || !strings.Contains(plan.String(), "articles_slug_bytes") {
+		t.Fatalf("the free-slug lookup is not served by articles_slug_bytes (even a generic plan must be):\n%s", plan.String())
+	}
+}

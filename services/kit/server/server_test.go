@@ -24,6 +24,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+
+	"pressroom.dev/kit/testkit"
 )
 
 const childEnv = "KIT_SERVER_TEST_CHILD"
@@ -334,28 +336,10 @@ func TestTraceContextReachesHandlers(t *testing.T) {
 	}
 }
 
-// lockedBuffer collects log output written from the server's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // Fast successful reads go to debug; writes, errors and slow reads stay at
 // info (5xx at warn), so an info-level log shows what an operator acts on.
 func TestRequestLogLevels(t *testing.T) {
-	var out lockedBuffer
+	var out testkit.LogBuffer
 	s := New(Options{Logger: slog.New(slog.NewTextHandler(&out, nil)), SlowRequest: 50 * time.Millisecond})
 	s.Engine().GET("/page", func(c *gin.Context) { c.String(http.StatusOK, "page") })
 	s.Engine().GET("/slow", func(c *gin.Context) { time.Sleep(80 * time.Millisecond); c.String(http.StatusOK, "slow") })

@@ -445,7 +445,7 @@ func TestClaimedButUnsentNotificationIsSentLater(t *testing.T) {
 
 func TestLogSenderWritesTheEmail(t *testing.T) {
 	e := newEnv(t)
-	var buf syncBuffer
+	var buf testkit.LogBuffer
 	e.start(t, LogSender{Log: slog.New(slog.NewJSONHandler(&buf, nil))}, testOptions())
 	ev := event(7)
 	e.publish(t, ev, ev.EventId)
@@ -455,23 +455,6 @@ func TestLogSenderWritesTheEmail(t *testing.T) {
 	if out := buf.String(); !strings.Contains(out, "Article 7") || !strings.Contains(out, ev.Url) || !strings.Contains(out, testRecipient) {
 		t.Fatalf("log does not show the e-mail: %s", out)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestOptionsNameWhatIsMissing(t *testing.T) {

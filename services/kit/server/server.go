@@ -307,7 +307,11 @@ func (s *Server) observe(requests *prometheus.CounterVec, durations *prometheus.
 		code := strconv.Itoa(c.Writer.Status())
 		requests.WithLabelValues(c.Request.Method, route, code).Inc()
 		durations.WithLabelValues(c.Request.Method, route, code).Observe(elapsed.Seconds())
-		s.log.Log(c.Request.Context(), s.requestLevel(c, elapsed), "http request",
+		ctx, level := c.Request.Context(), s.requestLevel(c, elapsed)
+		if !s.log.Enabled(ctx, level) {
+			return // skip building the record (and parsing the client IP) nobody reads
+		}
+		s.log.Log(ctx, level, "http request",
 			"method", c.Request.Method, "path", c.Request.URL.Path, "route", route,
 			"status", c.Writer.Status(), "duration_ms", float64(elapsed.Microseconds())/1000,
 			"bytes", c.Writer.Size(), "remote", c.ClientIP())

@@ -325,10 +325,10 @@ func (s *Server) observe(requests *prometheus.CounterVec, durations *prometheus.
 func (s *Server) requestLevel(c *gin.Context, elapsed time.Duration) slog.Level {
 	status := c.Writer.Status()
 	switch {
+	case isProbe(c.Request.URL.Path): // a failing /readyz logs its own reasons
+		return slog.LevelDebug
 	case status >= 500:
 		return slog.LevelWarn
-	case isProbe(c.Request.URL.Path):
-		return slog.LevelDebug
 	case (c.Request.Method == http.MethodGet || c.Request.Method == http.MethodHead) &&
 		status < 400 && elapsed < s.opts.SlowRequest:
 		return slog.LevelDebug

@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-
 	"pressroom.dev/kit/config"
 	"pressroom.dev/kit/connectkit"
 	"pressroom.dev/kit/logging"

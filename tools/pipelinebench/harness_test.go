@@ -3,7 +3,6 @@ package pipelinebench_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -27,6 +26,7 @@ import (
 
 	"pressroom.dev/kit/testkit"
 	"pressroom.dev/kit/token"
+	"pressroom.dev/tools/devlaunch"
 )
 
 func TestMain(m *testing.M) {
@@ -53,29 +53,12 @@ var built struct {
 	err  error
 }
 
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.work not found above the working directory: run from the pressroom checkout")
-		}
-		dir = parent
-	}
-}
-
 // buildServices compiles services/article and services/notification (plain
 // builds, not -race: they are the system under measurement).
 func buildServices(tb testing.TB) string {
 	tb.Helper()
 	built.once.Do(func() {
-		root, err := repoRoot()
+		root, err := devlaunch.FindRepoRoot()
 		if err != nil {
 			built.err = err
 			return

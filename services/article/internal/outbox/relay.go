@@ -35,33 +35,15 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"pressroom.dev/kit/natskit"
 	"pressroom.dev/kit/telemetry"
 )
 
-// Stream settings shared by producer and consumers (the notification service
-// declares the same values).
+// StreamName is the stream the relay publishes to (see natskit.ArticlesStreamConfig).
 const (
-	StreamName = "ARTICLES"
-	Subjects   = "articles.>"
-	// DuplicateWindow must outlast a relay's worst retry gap so a re-publish
-	// after a lost ack is dropped by JetStream.
-	DuplicateWindow = 10 * time.Minute
-	StreamMaxAge    = 7 * 24 * time.Hour
-	notifyChannel   = "outbox"
+	StreamName    = natskit.ArticlesStream
+	notifyChannel = "outbox"
 )
-
-// StreamConfig is the ARTICLES stream: file storage, limits retention.
-func StreamConfig() jetstream.StreamConfig {
-	return jetstream.StreamConfig{
-		Name:        StreamName,
-		Description: "article domain events (events.v1.ArticleEvent as protojson)",
-		Subjects:    []string{Subjects},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		MaxAge:      StreamMaxAge,
-		Duplicates:  DuplicateWindow,
-	}
-}
 
 // Options tune the relay; zero values take the defaults in brackets.
 type Options struct {
@@ -186,7 +168,7 @@ func (r *Relay) Run(ctx context.Context) error {
 
 // EnsureStream creates or updates the ARTICLES stream.
 func (r *Relay) EnsureStream(ctx context.Context) error {
-	_, err := r.js.CreateOrUpdateStream(ctx, StreamConfig())
+	_, err := r.js.CreateOrUpdateStream(ctx, natskit.ArticlesStreamConfig())
 	if err != nil {
 		return fmt.Errorf("ensure stream %s: %w", StreamName, err)
 	}

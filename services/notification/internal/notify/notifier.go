@@ -23,31 +23,17 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"pressroom.dev/kit/natskit"
 	"pressroom.dev/kit/telemetry"
 	eventsv1 "pressroom.dev/proto/gen/events/v1"
 )
 
-// Stream and consumer names. The stream settings equal the article
-// service's (services/article/internal/outbox): whoever starts first creates it.
+// Stream and consumer names; the stream itself is natskit.ArticlesStreamConfig.
 const (
-	StreamName       = "ARTICLES"
-	StreamSubjects   = "articles.>"
+	StreamName       = natskit.ArticlesStream
 	SubjectPublished = "articles.published"
 	DurableName      = "notification"
 )
-
-// StreamConfig must match the article service's outbox.StreamConfig.
-func StreamConfig() jetstream.StreamConfig {
-	return jetstream.StreamConfig{
-		Name:        StreamName,
-		Description: "article domain events (events.v1.ArticleEvent as protojson)",
-		Subjects:    []string{StreamSubjects},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		MaxAge:      7 * 24 * time.Hour,
-		Duplicates:  10 * time.Minute,
-	}
-}
 
 // DefaultConcurrency is how many e-mails are sent in parallel.
 const DefaultConcurrency = 8
@@ -165,7 +151,7 @@ func New(pool *pgxpool.Pool, nc *nats.Conn, sender Sender, o Options) (*Notifier
 
 // Setup creates (or updates) the stream and the durable consumer.
 func (n *Notifier) Setup(ctx context.Context) (jetstream.Consumer, error) {
-	if _, err := n.js.CreateOrUpdateStream(ctx, StreamConfig()); err != nil {
+	if _, err := n.js.CreateOrUpdateStream(ctx, natskit.ArticlesStreamConfig()); err != nil {
 		return nil, fmt.Errorf("ensure stream %s: %w", StreamName, err)
 	}
 	c, err := n.js.CreateOrUpdateConsumer(ctx, StreamName, jetstream.ConsumerConfig{

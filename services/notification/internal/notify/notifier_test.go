@@ -130,7 +130,7 @@ func newEnvOn(t *testing.T, dsn string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, StreamConfig()); err != nil {
+	if _, err := js.CreateOrUpdateStream(ctx, natskit.ArticlesStreamConfig()); err != nil {
 		t.Fatal(err)
 	}
 	return &env{dsn: dsn, pool: pool, nats: ns, js: js}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"io"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,40 +13,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 )
-
-func TestEdgeRoutesLikeTheIngress(t *testing.T) {
-	backend := func(name string) *httptest.Server {
-		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			io.WriteString(w, name+" "+r.Host+" "+r.URL.RequestURI()+" "+r.Header.Get("X-Forwarded-For")+" "+r.Header.Get("X-Forwarded-Proto"))
-		}))
-	}
-	web, media := backend("web"), backend("media")
-	defer web.Close()
-	defer media.Close()
-	edge := httptest.NewServer(Edge(web.URL, media.URL))
-	defer edge.Close()
-	for path, want := range map[string]string{
-		"/":                   "web",
-		"/articles/x?y=1":     "web",
-		"/admin/media":        "web",
-		"/mediafoo":           "web",
-		"/media":              "media",
-		"/media/abc.png":      "media",
-		"/media/api/items?x=": "media",
-	} {
-		resp, err := http.Get(edge.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		got := strings.Fields(string(b))
-		host := strings.TrimPrefix(edge.URL, "http://")
-		if len(got) < 5 || got[0] != want || got[1] != host || got[2] != path || got[3] != "127.0.0.1" || got[4] != "http" {
-			t.Errorf("GET %s → %q, want backend %s with Host %s, the same path and X-Forwarded-*", path, b, want, host)
-		}
-	}
-}
 
 // TestDatastores starts the real Postgres (four databases, one role each),
 // Redis and NATS the launcher uses, and checks they stop and leave nothing.

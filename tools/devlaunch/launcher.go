@@ -15,8 +15,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,7 +76,7 @@ type Launcher struct {
 	procs []*proc
 	nats  *natsserver.Server
 	oidc  *devoidc.Server
-	edge  *http.Server
+	edge  *Edge
 	stop  sync.Once
 }
 
@@ -154,7 +152,6 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 	}
 	p.EdgeAddr = edgeLn.Addr().String()
 	p.URL = "http://" + net.JoinHostPort(o.PublicHost, strconv.Itoa(edgeLn.Addr().(*net.TCPAddr).Port))
-	l.edge = &http.Server{ReadHeaderTimeout: 10 * time.Second}
 
 	// Build while the datastores start.
 	binDir := o.BinDir
@@ -270,8 +267,13 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 			return p, err
 		}
 	}
-	l.edge.Handler = Edge(p.ServiceURLs["web"], p.ServiceURLs["media"])
-	go func() { _ = l.edge.Serve(edgeLn) }()
+	edge, err := NewEdge(p.ServiceURLs["web"], p.ServiceURLs["media"])
+	if err != nil {
+		edgeLn.Close()
+		return p, err
+	}
+	l.edge = edge
+	go func() { _ = edge.Serve(edgeLn) }()
 	return p, nil
 }
 
@@ -367,37 +369,6 @@ func (l *Launcher) waitReady(ctx context.Context, name, base string) error {
 		time.Sleep(150 * time.Millisecond)
 	}
 }
-
-// Edge routes like the cluster's Ingress: /media and /media/* to media, the rest to web.
-// The Host header is kept and X-Forwarded-* are set, as Traefik does.
-func Edge(webURL, mediaURL string) http.Handler {
-	web, _ := url.Parse(webURL)
-	media, _ := url.Parse(mediaURL)
-	tr := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 128, IdleConnTimeout: 90 * time.Second, ReadBufferSize: 64 << 10}
-	return &httputil.ReverseProxy{
-		Transport:  tr,
-		BufferPool: copyBuffers{},
-		Rewrite: func(r *httputil.ProxyRequest) {
-			target := web
-			if p := r.In.URL.Path; p == "/media" || strings.HasPrefix(p, "/media/") {
-				target = media
-			}
-			r.SetURL(target)
-			r.Out.Host = r.In.Host
-			r.SetXForwarded()
-		},
-	}
-}
-
-// copyBuffers reuses the proxy's 32 KiB copy buffers; without a pool each
-// response allocates one, and the garbage collector becomes the edge's
-// largest cost under load.
-type copyBuffers struct{}
-
-var copyBufferPool = sync.Pool{New: func() any { return new([32 << 10]byte) }}
-
-func (copyBuffers) Get() []byte  { return copyBufferPool.Get().(*[32 << 10]byte)[:] }
-func (copyBuffers) Put(b []byte) { copyBufferPool.Put((*[32 << 10]byte)(b)) }
 
 // Stop stops every process (services first, datastores last) and, for a
 // temporary launch, removes its state.

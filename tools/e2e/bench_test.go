@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,8 +28,8 @@ import (
 // 6): the site's rps at least 0.3x the bare server's, and p99 under 15 ms at
 // a steady 500 rps. Saturated rates are measured in rounds, every target
 // back to back in a rotating order, and each ratio is the median round's, so
-// a burst of machine noise cannot decide it. "home-direct" is web's own port
-// without the edge, to show what the proxy hop costs.
+// a burst of machine noise cannot decide it. The "-direct" targets are web's
+// own port without the edge, to show what the proxy hop costs.
 func BenchmarkSite(b *testing.B) {
 	p := startPlatform(b)
 	slug := seedArticle(b, p)
@@ -48,6 +49,7 @@ func BenchmarkSite(b *testing.B) {
 		{"home", p.URL + "/"},
 		{"article", p.URL + "/articles/" + slug},
 		{"home-direct", p.ServiceURLs["web"] + "/"},
+		{"article-direct", p.ServiceURLs["web"] + "/articles/" + slug},
 	}
 	const (
 		rounds    = 5
@@ -78,8 +80,9 @@ func BenchmarkSite(b *testing.B) {
 			k++
 			b.ReportMetric(median(rps[k]), target.name+"-rps")
 			b.ReportMetric(median(ratio[k]), target.name+"-x-bare")
-			line := fmt.Sprintf("%-11s saturated %.0f rps, %.2fx bare (%.0f rps) in the median round", target.name, median(rps[k]), median(ratio[k]), bareRPS)
-			if target.name != "home-direct" {
+			line := fmt.Sprintf("%-14s %5.1f KiB page, saturated %.0f rps, %.2fx bare (%.0f rps) in the median round",
+				target.name, float64(pageSize(b, target.url))/1024, median(rps[k]), median(ratio[k]), bareRPS)
+			if !strings.HasSuffix(target.name, "-direct") {
 				paced := openLoop(b, target.url, 500, paceTime)
 				if paced.errors > 0 {
 					b.Errorf("%s: %d failed requests at 500 rps", target.name, paced.errors)
@@ -91,6 +94,19 @@ func BenchmarkSite(b *testing.B) {
 			b.Log(line)
 		}
 	}
+}
+
+func pageSize(b *testing.B, url string) int {
+	resp, err := http.Get(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return len(body)
 }
 
 func median(xs []float64) float64 {

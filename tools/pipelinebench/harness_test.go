@@ -2,12 +2,10 @@ package pipelinebench_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -198,66 +196,53 @@ func (s *service) stop(tb testing.TB) {
 	}
 }
 
-// mailbox stands in for Resend's HTTP API and records when each e-mail arrives.
+// mailbox is the Resend stand-in notification e-mails in this harness; it
+// records when each e-mail arrives.
 type mailbox struct {
+	*testkit.Resend
 	mu      sync.Mutex
-	arrived map[string][]time.Time // subject → arrival of each request
-	keys    map[string]int         // Idempotency-Key (event id) → requests
-	bad     []string               // requests that do not look like notification's
+	arrived map[string][]time.Time // title → arrival of each delivery
+	events  map[string]int         // event_id tag → deliveries
+	bad     []string               // e-mails that do not look like notification's
 	total   int
-	titles  int // distinct subjects arrived: lets wait skip a full scan per e-mail
+	titles  int // distinct titles arrived: lets wait skip a full scan per e-mail
 	signal  chan struct{}
-	ids     atomic.Int64
 }
 
-func newMailbox() *mailbox {
-	return &mailbox{arrived: map[string][]time.Time{}, keys: map[string]int{}, signal: make(chan struct{}, 1)}
+func newMailbox(tb testing.TB) *mailbox {
+	m := &mailbox{Resend: testkit.StartResend(tb, apiKey), arrived: map[string][]time.Time{}, events: map[string]int{},
+		signal: make(chan struct{}, 1)}
+	m.OnEmail(m.record)
+	return m
 }
 
-func (m *mailbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	now := time.Now()
-	var msg struct {
-		From    string   `json:"from"`
-		To      []string `json:"to"`
-		Subject string   `json:"subject"`
-	}
-	err := json.NewDecoder(r.Body).Decode(&msg)
+func (m *mailbox) record(e testkit.ResendEmail) {
 	problem := ""
 	switch {
-	case r.Method != http.MethodPost || r.URL.Path != "/emails":
-		problem = r.Method + " " + r.URL.Path
-	case r.Header.Get("Authorization") != "Bearer "+apiKey:
-		problem = "Authorization " + r.Header.Get("Authorization")
-	case err != nil:
-		problem = "body: " + err.Error()
-	case len(msg.To) != 1 || msg.To[0] != recipient || !strings.HasPrefix(msg.Subject, subjectPrefix):
-		problem = fmt.Sprintf("to %v subject %q", msg.To, msg.Subject)
-	case r.Header.Get("Idempotency-Key") == "":
+	case len(e.To) != 1 || e.To[0] != recipient || !strings.HasPrefix(e.Subject, subjectPrefix):
+		problem = fmt.Sprintf("to %v subject %q", e.To, e.Subject)
+	case e.Key == "":
 		problem = "no Idempotency-Key"
+	case e.Tag("event_id") == "":
+		problem = "no event_id tag"
 	}
 	m.mu.Lock()
 	m.total++
 	if problem != "" {
 		m.bad = append(m.bad, problem)
 	} else {
-		title := strings.TrimPrefix(msg.Subject, subjectPrefix)
+		title := strings.TrimPrefix(e.Subject, subjectPrefix)
 		if len(m.arrived[title]) == 0 {
 			m.titles++
 		}
-		m.arrived[title] = append(m.arrived[title], now)
-		m.keys[r.Header.Get("Idempotency-Key")]++
+		m.arrived[title] = append(m.arrived[title], e.At)
+		m.events[e.Tag("event_id")]++
 	}
 	m.mu.Unlock()
 	select {
 	case m.signal <- struct{}{}:
 	default:
 	}
-	if problem != "" {
-		http.Error(w, problem, http.StatusUnprocessableEntity)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	fmt.Fprintf(w, `{"id":"rec-%d"}`, m.ids.Add(1))
 }
 
 // firstArrivals returns the first arrival per title and how many of titles
@@ -326,7 +311,7 @@ type stores struct {
 
 func newStores(tb testing.TB) *stores {
 	tb.Helper()
-	s := &stores{bin: buildServices(tb), nats: testkit.StartNATS(tb), keys: testkit.JWTKeys(tb), mail: newMailbox()}
+	s := &stores{bin: buildServices(tb), nats: testkit.StartNATS(tb), keys: testkit.JWTKeys(tb), mail: newMailbox(tb)}
 	pg := testkit.PostgresServer(tb)
 	// The pool must cover the concurrent publishers (production sets
 	// pool_max_conns in DATABASE_URL the same way).
@@ -338,9 +323,7 @@ func newStores(tb testing.TB) *stores {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	resend := httptest.NewServer(s.mail)
-	tb.Cleanup(resend.Close)
-	s.resendURL = resend.URL
+	s.resendURL = s.mail.URL
 	return s
 }
 

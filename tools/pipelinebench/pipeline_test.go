@@ -16,8 +16,8 @@ import (
 )
 
 // TestPublishedArticlesAreEmailedOnce: a handful of articles published over
-// Connect each produce exactly one e-mail request from notification, with
-// one distinct event id each (proves the harness and the exactly-once path).
+// Connect each produce exactly one e-mail from notification, with one
+// distinct event id each (proves the harness and the exactly-once path).
 func TestPublishedArticlesAreEmailedOnce(t *testing.T) {
 	p := startPipeline(t)
 	const n = 8
@@ -37,10 +37,10 @@ func TestPublishedArticlesAreEmailedOnce(t *testing.T) {
 			t.Errorf("%q: %d e-mails, want exactly 1", title, got)
 		}
 	}
-	if len(p.mail.keys) != n || p.mail.total != n {
-		t.Errorf("%d requests with %d distinct event ids, want %d and %d", p.mail.total, len(p.mail.keys), n, n)
+	if len(p.mail.events) != n || p.mail.total != n {
+		t.Errorf("%d e-mails with %d distinct event ids, want %d and %d", p.mail.total, len(p.mail.events), n, n)
 	}
-	for key, c := range p.mail.keys {
+	for key, c := range p.mail.events {
 		if c != 1 {
 			t.Errorf("event %s e-mailed %d times", key, c)
 		}

@@ -4,11 +4,13 @@
 package notify
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -35,7 +37,7 @@ const (
 	DurableName      = "notification"
 )
 
-// DefaultConcurrency is how many e-mails are sent in parallel.
+// DefaultConcurrency is how many send requests (each up to MaxBatch e-mails) run in parallel.
 const DefaultConcurrency = 8
 
 // Options tune the notifier; zero values take the defaults in brackets.
@@ -52,7 +54,7 @@ type Options struct {
 	SendRetries int           // failed sends before a notification is given up [10]
 	RetryDelay  time.Duration // first delay before re-sending, doubled per attempt up to 1h [10s]
 	RetryScan   time.Duration // how often due retries are looked for [5s]
-	Concurrency int           // parallel sends [DefaultConcurrency]
+	Concurrency int           // parallel send requests [DefaultConcurrency]
 
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer // nil = no metrics
@@ -133,7 +135,7 @@ func New(pool *pgxpool.Pool, nc *nats.Conn, sender Sender, o Options) (*Notifier
 			sent: prometheus.NewCounter(prometheus.CounterOpts{Name: "notification_emails_sent_total",
 				Help: "Notification e-mails handed to the sender."}),
 			sendErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "notification_send_errors_total",
-				Help: "Failed send attempts (retried unless permanent)."}),
+				Help: "Failed send requests (each up to 100 e-mails; retried unless permanent)."}),
 			gaveUp: prometheus.NewCounter(prometheus.CounterOpts{Name: "notification_emails_failed_total",
 				Help: "Notifications given up after permanent errors or too many attempts."}),
 			dead: prometheus.NewCounter(prometheus.CounterOpts{Name: "notification_dead_letters_total",
@@ -230,6 +232,7 @@ type item struct {
 	ctx  context.Context
 	span trace.Span
 	n    *notification
+	key  string // its send batch, once recorded
 }
 
 // handleBatch records a batch in one transaction, acks it, then sends the
@@ -264,7 +267,8 @@ func (n *Notifier) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 	for i, it := range items {
 		ns[i] = it.n
 	}
-	fresh, err := n.st.record(ctx, ns, n.o.ClaimTime)
+	keys := sendKeys(len(ns))
+	fresh, err := n.st.record(ctx, ns, keys, n.o.ClaimTime)
 	// An unreachable database is not the events' fault: hold the batch
 	// (telling JetStream we are still working on it, so nothing is
 	// redelivered or dead-lettered) until the database is back.
@@ -274,7 +278,7 @@ func (n *Notifier) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 			_ = it.msg.InProgress()
 		}
 		sleep(ctx, backoff)
-		fresh, err = n.st.record(ctx, ns, n.o.ClaimTime)
+		fresh, err = n.st.record(ctx, ns, keys, n.o.ClaimTime)
 	}
 	if err != nil && len(items) > 1 && ctx.Err() == nil {
 		// One bad row must not hold its batch-mates back: record them one by one.
@@ -297,11 +301,12 @@ func (n *Notifier) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 		if err := it.msg.Ack(); err != nil {
 			n.o.Logger.WarnContext(it.ctx, "ack failed; the event will be redelivered and skipped", "event_id", it.n.EventID, "err", err)
 		}
-		if fresh[it.n.EventID] {
+		if key, ok := fresh[it.n.EventID]; ok {
 			// Only the first copy in this batch sends; a twin in the same
 			// batch is a duplicate like any other.
 			delete(fresh, it.n.EventID)
 			n.m.received.WithLabelValues("new").Inc()
+			it.key = key
 			toSend = append(toSend, it)
 		} else {
 			n.m.received.WithLabelValues("duplicate").Inc()
@@ -312,22 +317,45 @@ func (n *Notifier) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 	if len(toSend) == 0 {
 		return
 	}
-	ctxs := make([]context.Context, len(toSend))
-	batch := make([]*notification, len(toSend))
-	for i, it := range toSend {
-		ctxs[i], batch[i] = it.ctx, it.n
+	// Each send batch goes out as recorded: its rows under its key, by event id.
+	slices.SortStableFunc(toSend, func(a, b *item) int {
+		return cmp.Or(strings.Compare(a.key, b.key), strings.Compare(a.n.EventID, b.n.EventID))
+	})
+	var batches []*sendBatch
+	var ctxs [][]context.Context
+	for _, it := range toSend {
+		if len(batches) == 0 || batches[len(batches)-1].Key != it.key {
+			batches = append(batches, &sendBatch{Key: it.key})
+			ctxs = append(ctxs, nil)
+		}
+		batches[len(batches)-1].Items = append(batches[len(batches)-1].Items, it.n)
+		ctxs[len(ctxs)-1] = append(ctxs[len(ctxs)-1], it.ctx)
 	}
-	n.sendAll(ctx, ctxs, batch)
+	n.sendAll(ctx, batches, ctxs)
+}
+
+// sendKeys gives every MaxBatch consecutive events of a consumer batch one
+// send batch key, the Idempotency-Key of the request that will carry them.
+func sendKeys(n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		if i%MaxBatch == 0 {
+			keys[i] = "batch-" + uuid.NewString()
+		} else {
+			keys[i] = keys[i-1]
+		}
+	}
+	return keys
 }
 
 // recordEach records items one at a time after a batch failed; the ones
 // that fail again are sent back for redelivery (and dead-lettered after
 // MaxDeliver). It returns the new event ids and the items recorded.
-func (n *Notifier) recordEach(ctx context.Context, items []*item) (map[string]bool, []*item) {
-	fresh := map[string]bool{}
+func (n *Notifier) recordEach(ctx context.Context, items []*item) (map[string]string, []*item) {
+	fresh := map[string]string{}
 	var ok []*item
 	for _, it := range items {
-		got, err := n.st.record(ctx, []*notification{it.n}, n.o.ClaimTime)
+		got, err := n.st.record(ctx, []*notification{it.n}, sendKeys(1), n.o.ClaimTime)
 		if err != nil {
 			it.span.RecordError(err)
 			it.span.End()
@@ -412,65 +440,74 @@ func (n *Notifier) retryLater(ctx context.Context, m jetstream.Msg, reason error
 	}
 }
 
-// sendAll sends each notification (bounded parallelism) and records the outcome.
-func (n *Notifier) sendAll(ctx context.Context, ctxs []context.Context, ns []*notification) {
-	type result struct {
-		providerID string
-		err        error
-	}
+// sendAll sends each batch in one request (a few in parallel) and records
+// the outcome per batch: all its e-mails are sent, or none. ctxs holds each
+// batch's per-notification trace contexts (nil: the batch is a retry).
+func (n *Notifier) sendAll(ctx context.Context, batches []*sendBatch, ctxs [][]context.Context) {
 	// Sends are never cut short by a stop: an aborted request may still
 	// have been delivered, and we would not know to record it.
 	ctx = context.WithoutCancel(ctx)
-	res := make([]result, len(ns))
 	sem := make(chan struct{}, n.o.Concurrency)
 	var wg sync.WaitGroup
-	for i, x := range ns {
+	for i, b := range batches {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			sctx, span := n.tracer.Start(context.WithoutCancel(ctxs[i]), "send e-mail", trace.WithAttributes(
-				attribute.String("notification.channel", n.sender.Channel()), attribute.String("event_id", x.EventID)))
-			defer span.End()
-			id, err := n.sender.Send(sctx, composeEmail(x, n.o.From))
-			if err != nil {
-				span.RecordError(err)
-				span.SetStatus(codes.Error, err.Error())
+			var itemCtxs []context.Context
+			if ctxs != nil {
+				itemCtxs = ctxs[i]
 			}
-			res[i] = result{id, err}
+			n.send(ctx, b, itemCtxs)
 		}()
 	}
 	wg.Wait()
-	var sentIDs, providerIDs []string
-	for i, x := range ns {
-		if res[i].err == nil {
-			sentIDs = append(sentIDs, x.EventID)
-			providerIDs = append(providerIDs, res[i].providerID)
-			continue
+}
+
+func (n *Notifier) send(ctx context.Context, b *sendBatch, itemCtxs []context.Context) {
+	// The request's span continues the first event's trace and links the others.
+	parent := ctx
+	var links []trace.Link
+	for i, c := range itemCtxs {
+		if i == 0 {
+			parent = c
 		}
-		n.m.sendErrors.Inc()
-		attempts := x.Attempts + 1
-		final := isPermanent(res[i].err) || attempts >= n.o.SendRetries
-		retryIn := n.o.RetryDelay << min(attempts-1, 16)
-		retryIn = min(retryIn, time.Hour)
-		if final {
-			n.m.gaveUp.Inc()
-			n.o.Logger.ErrorContext(ctxs[i], "notification failed for good", "event_id", x.EventID, "attempts", attempts, "err", res[i].err)
-		} else {
-			n.o.Logger.WarnContext(ctxs[i], "notification send failed; will retry", "event_id", x.EventID,
-				"attempts", attempts, "retry_in", retryIn, "err", res[i].err)
-		}
-		if err := n.st.markFailed(ctx, x.EventID, res[i].err.Error(), final, retryIn); err != nil {
-			n.o.Logger.ErrorContext(ctxs[i], "could not record send failure; retried after the claim expires", "event_id", x.EventID, "err", err)
-		}
+		links = append(links, trace.LinkFromContext(c))
 	}
-	if len(sentIDs) > 0 {
-		n.m.sent.Add(float64(len(sentIDs)))
-		if err := n.st.markSent(ctx, sentIDs, providerIDs, n.sender.Channel()); err != nil {
-			// The claim expires and they are sent again; Resend drops the
-			// repeat by Idempotency-Key.
-			n.o.Logger.ErrorContext(ctx, "could not record sent notifications", "count", len(sentIDs), "err", err)
+	sctx, span := n.tracer.Start(context.WithoutCancel(parent), "send e-mail", trace.WithLinks(links...), trace.WithAttributes(
+		attribute.String("notification.channel", n.sender.Channel()), attribute.String("notification.send_key", b.Key),
+		attribute.Int("notification.emails", len(b.Items))))
+	defer span.End()
+	emails := make([]Email, len(b.Items))
+	ids := make([]string, len(b.Items))
+	for i, x := range b.Items {
+		emails[i], ids[i] = composeEmail(x, n.o.From), x.EventID
+	}
+	providerIDs, err := n.sender.Send(sctx, b.Key, emails)
+	if err == nil {
+		n.m.sent.Add(float64(len(ids)))
+		if err := n.st.markSent(ctx, b.Key, ids, providerIDs, n.sender.Channel()); err != nil {
+			// The claim expires and the batch is sent again under the same
+			// key; Resend answers it without delivering twice.
+			n.o.Logger.ErrorContext(sctx, "could not record sent notifications", "send_key", b.Key, "count", len(ids), "err", err)
 		}
+		return
+	}
+	span.RecordError(err)
+	span.SetStatus(codes.Error, err.Error())
+	n.m.sendErrors.Inc()
+	attempts := b.Attempts + 1
+	final := isPermanent(err) || attempts >= n.o.SendRetries
+	retryIn := min(n.o.RetryDelay<<min(attempts-1, 16), time.Hour)
+	if final {
+		n.m.gaveUp.Add(float64(len(ids)))
+		n.o.Logger.ErrorContext(sctx, "notifications failed for good", "send_key", b.Key, "event_ids", ids, "attempts", attempts, "err", err)
+	} else {
+		n.o.Logger.WarnContext(sctx, "notification send failed; will retry", "send_key", b.Key, "event_ids", ids,
+			"attempts", attempts, "retry_in", retryIn, "err", err)
+	}
+	if err := n.st.markFailed(ctx, b.Key, err.Error(), final, retryIn); err != nil {
+		n.o.Logger.ErrorContext(sctx, "could not record send failure; retried after the claim expires", "send_key", b.Key, "err", err)
 	}
 }
 
@@ -486,7 +523,7 @@ func (n *Notifier) retryLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		for ctx.Err() == nil {
-			due, err := n.st.claimDue(ctx, n.o.BatchSize, n.o.ClaimTime)
+			due, err := n.st.claimDue(ctx, n.o.Concurrency, n.o.ClaimTime)
 			if err != nil {
 				if ctx.Err() == nil {
 					n.o.Logger.WarnContext(ctx, "looking for notifications to retry failed", "err", err)
@@ -496,11 +533,7 @@ func (n *Notifier) retryLoop(ctx context.Context) {
 			if len(due) == 0 {
 				break
 			}
-			ctxs := make([]context.Context, len(due))
-			for i := range ctxs {
-				ctxs[i] = ctx
-			}
-			n.sendAll(ctx, ctxs, due)
+			n.sendAll(ctx, due, nil)
 		}
 	}
 }

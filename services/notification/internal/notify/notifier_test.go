@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -37,73 +39,11 @@ const (
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// fakeResend records every request like Resend's POST /emails would see it.
-type fakeResend struct {
-	*httptest.Server
-	mu       sync.Mutex
-	requests []resendRequest
-	byKey    map[string]int // successful (2xx) responses per Idempotency-Key
-	failNext int            // answer this many requests with failStatus first
-	failWith int
-	delay    time.Duration
-}
+// newFakeResend is the shared Resend stand-in; it counts deliveries per
+// event through the event_id tag the notifier puts on each e-mail.
+func newFakeResend(t *testing.T) *testkit.Resend { return testkit.StartResend(t, testKey) }
 
-type resendRequest struct {
-	Key, Auth string
-	From      string   `json:"from"`
-	To        []string `json:"to"`
-	Subject   string   `json:"subject"`
-	Text      string   `json:"text"`
-	HTML      string   `json:"html"`
-}
-
-func newFakeResend(t *testing.T) *fakeResend {
-	f := &fakeResend{byKey: map[string]int{}, failWith: http.StatusServiceUnavailable}
-	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || r.URL.Path != "/emails" {
-			http.Error(w, "not found", http.StatusNotFound)
-			return
-		}
-		var rr resendRequest
-		if err := json.NewDecoder(r.Body).Decode(&rr); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		rr.Key, rr.Auth = r.Header.Get("Idempotency-Key"), r.Header.Get("Authorization")
-		if f.delay > 0 {
-			time.Sleep(f.delay)
-		}
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		f.requests = append(f.requests, rr)
-		if f.failNext > 0 {
-			f.failNext--
-			http.Error(w, `{"message":"try later"}`, f.failWith)
-			return
-		}
-		f.byKey[rr.Key]++
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"id":"email-%s"}`, rr.Key)
-	}))
-	t.Cleanup(f.Close)
-	return f
-}
-
-func (f *fakeResend) sent() map[string]int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := make(map[string]int, len(f.byKey))
-	for k, v := range f.byKey {
-		out[k] = v
-	}
-	return out
-}
-
-func (f *fakeResend) requestCount() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.requests)
-}
+func sent(f *testkit.Resend) map[string]int { return f.CountByTag("event_id") }
 
 type env struct {
 	dsn  string
@@ -186,7 +126,7 @@ func (e *env) start(t *testing.T, sender Sender, o Options) *running {
 	return &running{n: n, stop: stop}
 }
 
-func resend(f *fakeResend) *Resend {
+func resend(f *testkit.Resend) *Resend {
 	return &Resend{BaseURL: f.URL, APIKey: testKey, Client: f.Client()}
 }
 
@@ -254,19 +194,17 @@ func TestEachEventSendsOneEmailEvenWhenRedelivered(t *testing.T) {
 		return e.count(t, `SELECT count(*) FROM notifications WHERE status = 'sent'`) == 20
 	})
 	time.Sleep(500 * time.Millisecond) // give any duplicate a chance to show up
-	sent := f.sent()
-	if len(sent) != 20 || f.requestCount() != 20 {
-		t.Fatalf("fake Resend got %d requests for %d events, want 20 for 20", f.requestCount(), len(sent))
+	got := sent(f)
+	if len(got) != 20 || f.Delivered() != 20 {
+		t.Fatalf("fake Resend delivered %d e-mails for %d events, want 20 for 20", f.Delivered(), len(got))
 	}
 	for _, ev := range evs {
-		if sent[ev.EventId] != 1 {
-			t.Errorf("event %s e-mailed %d times", ev.EventId, sent[ev.EventId])
+		if got[ev.EventId] != 1 {
+			t.Errorf("event %s e-mailed %d times", ev.EventId, got[ev.EventId])
 		}
 	}
-	f.mu.Lock()
-	r := f.requests[0]
-	f.mu.Unlock()
-	if r.Auth != "Bearer "+testKey || r.From != testFrom || len(r.To) != 1 || r.To[0] != testRecipient ||
+	r := f.Emails()[0]
+	if r.Key == "" || r.From != testFrom || len(r.To) != 1 || r.To[0] != testRecipient ||
 		!strings.HasPrefix(r.Subject, "New article: Article ") || !strings.Contains(r.Text, "https://example.com/articles/article-") ||
 		!strings.Contains(r.HTML, `href="https://example.com/articles/article-`) {
 		t.Fatalf("unexpected e-mail request: %+v", r)
@@ -279,14 +217,14 @@ func TestEachEventSendsOneEmailEvenWhenRedelivered(t *testing.T) {
 func TestFailedEmailIsRetried(t *testing.T) {
 	e := newEnv(t)
 	f := newFakeResend(t)
-	f.failNext = 3
+	f.FailNext(3, http.StatusServiceUnavailable)
 	e.start(t, resend(f), testOptions())
 	ev := event(1)
 	e.publish(t, ev, ev.EventId)
 	waitFor(t, 30*time.Second, "the notification sent after failures", func() bool {
 		return e.count(t, `SELECT count(*) FROM notifications WHERE status = 'sent'`) == 1
 	})
-	if got := f.sent()[ev.EventId]; got != 1 {
+	if got := sent(f)[ev.EventId]; got != 1 {
 		t.Fatalf("delivered %d times, want 1", got)
 	}
 	if n := e.count(t, `SELECT attempts FROM notifications`); n != 4 {
@@ -297,7 +235,7 @@ func TestFailedEmailIsRetried(t *testing.T) {
 func TestRejectedEmailIsNotRetried(t *testing.T) {
 	e := newEnv(t)
 	f := newFakeResend(t)
-	f.failNext, f.failWith = 100, http.StatusUnprocessableEntity
+	f.FailNext(100, http.StatusUnprocessableEntity)
 	e.start(t, resend(f), testOptions())
 	ev := event(1)
 	e.publish(t, ev, ev.EventId)
@@ -305,7 +243,7 @@ func TestRejectedEmailIsNotRetried(t *testing.T) {
 		return e.count(t, `SELECT count(*) FROM notifications WHERE status = 'failed' AND last_error LIKE '%422%'`) == 1
 	})
 	time.Sleep(time.Second) // several retry scans
-	if n := f.requestCount(); n != 1 {
+	if n := f.Requests(); n != 1 {
 		t.Fatalf("a rejected e-mail was tried %d times, want 1", n)
 	}
 }
@@ -320,7 +258,7 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 	e.publish(t, bad, bad.EventId)
 	good := event(2)
 	e.publish(t, good, good.EventId)
-	waitFor(t, 30*time.Second, "the good event sent", func() bool { return f.sent()[good.EventId] == 1 })
+	waitFor(t, 30*time.Second, "the good event sent", func() bool { return sent(f)[good.EventId] == 1 })
 	waitFor(t, 10*time.Second, "2 dead letters", func() bool { return e.count(t, `SELECT count(*) FROM dead_letters`) == 2 })
 	if n := e.count(t, `SELECT count(*) FROM dead_letters WHERE msg_id = 'poison-1' AND error LIKE '%not an events.v1.ArticleEvent%'`); n != 1 {
 		t.Fatal("the undecodable message was not recorded with its reason")
@@ -343,8 +281,8 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 	if n := e.count(t, `SELECT count(*) FROM dead_letters`); n != 2 {
 		t.Fatalf("%d dead letters after waiting, want 2", n)
 	}
-	if f.requestCount() != 1 {
-		t.Fatalf("poison messages caused e-mails: %d requests", f.requestCount())
+	if f.Requests() != 1 {
+		t.Fatalf("poison messages caused e-mails: %d requests", f.Requests())
 	}
 }
 
@@ -371,9 +309,9 @@ func TestUnrecordableEventIsRedeliveredThenDeadLettered(t *testing.T) {
 		good = append(good, ev)
 		e.publish(t, ev, ev.EventId)
 	}
-	waitFor(t, 30*time.Second, "the other events sent", func() bool { return len(f.sent()) == 5 })
+	waitFor(t, 30*time.Second, "the other events sent", func() bool { return len(sent(f)) == 5 })
 	for _, ev := range good {
-		if f.sent()[ev.EventId] != 1 {
+		if sent(f)[ev.EventId] != 1 {
 			t.Errorf("event %s beside the refused one was not e-mailed once", ev.EventId)
 		}
 	}
@@ -389,9 +327,9 @@ func TestUnrecordableEventIsRedeliveredThenDeadLettered(t *testing.T) {
 func TestConsumerKilledMidBatchAndRestarted(t *testing.T) {
 	e := newEnv(t)
 	f := newFakeResend(t)
-	f.delay = 20 * time.Millisecond
+	f.SetDelay(100 * time.Millisecond)
 	o := testOptions()
-	o.BatchSize = 50
+	o.BatchSize = 10
 	var evs []*eventsv1.ArticleEvent
 	for i := range 300 {
 		ev := event(i)
@@ -399,9 +337,9 @@ func TestConsumerKilledMidBatchAndRestarted(t *testing.T) {
 		e.publish(t, ev, ev.EventId)
 	}
 	first := e.start(t, resend(f), o)
-	waitFor(t, 30*time.Second, "the first consumer to be mid-way", func() bool { return f.requestCount() >= 60 })
+	waitFor(t, 30*time.Second, "the first consumer to be mid-way", func() bool { return f.Delivered() >= 60 })
 	first.stop()
-	killedAt := f.requestCount()
+	killedAt := f.Delivered()
 	if killedAt >= len(evs) {
 		t.Fatalf("the first consumer finished all %d events before being killed", killedAt)
 	}
@@ -410,14 +348,14 @@ func TestConsumerKilledMidBatchAndRestarted(t *testing.T) {
 		return e.count(t, `SELECT count(*) FROM notifications WHERE status = 'sent'`) == len(evs)
 	})
 	time.Sleep(3 * time.Second) // past AckWait and ClaimTime: late duplicates would show now
-	sent := f.sent()
+	got := sent(f)
 	for _, ev := range evs {
-		if sent[ev.EventId] != 1 {
-			t.Errorf("event %s e-mailed %d times", ev.EventId, sent[ev.EventId])
+		if got[ev.EventId] != 1 {
+			t.Errorf("event %s e-mailed %d times", ev.EventId, got[ev.EventId])
 		}
 	}
-	if n := f.requestCount(); n != len(evs) {
-		t.Fatalf("Resend got %d requests for %d events (killed after %d)", n, len(evs), killedAt)
+	if n := f.Delivered(); n != len(evs) {
+		t.Fatalf("Resend delivered %d e-mails for %d events (killed after %d)", n, len(evs), killedAt)
 	}
 	t.Logf("first consumer sent %d e-mails before it was killed", killedAt)
 }
@@ -431,16 +369,132 @@ func TestClaimedButUnsentNotificationIsSentLater(t *testing.T) {
 	st := &store{pool: e.pool}
 	n := &notification{EventID: uuid.NewString(), EventType: SubjectPublished, ArticleID: "a1", Slug: "s", Title: "Orphan",
 		AuthorName: "Ada", URL: "https://example.com/articles/s", Recipient: testRecipient, OccurredAt: time.Now()}
-	fresh, err := st.record(context.Background(), []*notification{n}, 500*time.Millisecond)
-	if err != nil || !fresh[n.EventID] {
+	fresh, err := st.record(context.Background(), []*notification{n}, sendKeys(1), 500*time.Millisecond)
+	if err != nil || fresh[n.EventID] == "" {
 		t.Fatalf("record: %v %v", fresh, err)
 	}
-	again, err := st.record(context.Background(), []*notification{n}, time.Second)
+	again, err := st.record(context.Background(), []*notification{n}, sendKeys(1), time.Second)
 	if err != nil || len(again) != 0 {
 		t.Fatalf("recording the same event twice claimed it again: %v %v", again, err)
 	}
 	e.start(t, resend(f), testOptions())
-	waitFor(t, 20*time.Second, "the orphan sent", func() bool { return f.sent()[n.EventID] == 1 })
+	waitFor(t, 20*time.Second, "the orphan sent", func() bool { return sent(f)[n.EventID] == 1 })
+}
+
+// TestEventsGoOutInBatches: a backlog is sent MaxBatch e-mails per request,
+// each request under its own key, every event once.
+func TestEventsGoOutInBatches(t *testing.T) {
+	e := newEnv(t)
+	f := newFakeResend(t)
+	var evs []*eventsv1.ArticleEvent
+	for i := range 250 {
+		ev := event(i)
+		evs = append(evs, ev)
+		e.publish(t, ev, ev.EventId)
+	}
+	o := testOptions()
+	o.BatchSize = 250
+	e.start(t, resend(f), o)
+	waitFor(t, 30*time.Second, "250 notifications sent", func() bool {
+		return e.count(t, `SELECT count(*) FROM notifications WHERE status = 'sent'`) == len(evs)
+	})
+	got := sent(f)
+	for _, ev := range evs {
+		if got[ev.EventId] != 1 {
+			t.Errorf("event %s e-mailed %d times", ev.EventId, got[ev.EventId])
+		}
+	}
+	perKey := map[string]int{}
+	for _, m := range f.Emails() {
+		if m.BatchSize > MaxBatch {
+			t.Fatalf("a request carried %d e-mails (limit %d)", m.BatchSize, MaxBatch)
+		}
+		perKey[m.Key]++
+	}
+	if f.Requests() != len(perKey) || f.Requests() > 25 {
+		t.Fatalf("%d e-mails in %d requests under %d keys; want one key per request and real batches", f.Delivered(), f.Requests(), len(perKey))
+	}
+	if n := e.count(t, `SELECT count(*) FROM send_batches WHERE status = 'sent' AND attempts = 1`); n != len(perKey) {
+		t.Fatalf("%d send batches recorded sent, want %d", n, len(perKey))
+	}
+	t.Logf("250 e-mails in %d requests", f.Requests())
+}
+
+// TestBatchAcceptedBeforeACrashIsNotDeliveredTwice: Resend accepted a batch
+// but the process died before recording it sent. Once its claim lapses the
+// retry sends the very same request under the same key, which Resend answers
+// without delivering again.
+func TestBatchAcceptedBeforeACrashIsNotDeliveredTwice(t *testing.T) {
+	e := newEnv(t)
+	f := newFakeResend(t)
+	st := &store{pool: e.pool}
+	var ns []*notification
+	for i := range 3 {
+		ev := event(i)
+		ns = append(ns, &notification{EventID: ev.EventId, EventType: ev.Type, ArticleID: ev.ArticleId, Slug: ev.Slug,
+			Title: ev.Title, AuthorName: ev.AuthorName, URL: ev.Url, Recipient: testRecipient, OccurredAt: time.Now()})
+	}
+	keys := sendKeys(len(ns))
+	fresh, err := st.record(context.Background(), ns, keys, 300*time.Millisecond)
+	if err != nil || len(fresh) != 3 {
+		t.Fatalf("record: %v %v", fresh, err)
+	}
+	// The dead process's request, built as the notifier builds it.
+	slices.SortFunc(ns, func(a, b *notification) int { return strings.Compare(a.EventID, b.EventID) })
+	emails := make([]Email, len(ns))
+	for i, x := range ns {
+		emails[i] = composeEmail(x, testFrom)
+	}
+	if _, err := resend(f).Send(context.Background(), keys[0], emails); err != nil {
+		t.Fatal(err)
+	}
+	e.start(t, resend(f), testOptions())
+	waitFor(t, 20*time.Second, "the batch recorded sent", func() bool {
+		return e.count(t, `SELECT count(*) FROM notifications WHERE status = 'sent'`) == 3
+	})
+	if f.Delivered() != 3 || f.Requests() != 2 {
+		t.Fatalf("%d e-mails delivered in %d requests, want 3 in 2 (the retry answered from Resend's memory)", f.Delivered(), f.Requests())
+	}
+	if n := e.count(t, `SELECT count(*) FROM send_batches WHERE key = $1 AND status = 'sent'`, keys[0]); n != 1 {
+		t.Fatal("the send batch is not recorded sent")
+	}
+}
+
+// TestRowsFromBeforeBatchingAreResentAsBefore: a row recorded by the
+// previous version (keyed by its event id, e-mail sent alone, untagged) that
+// was delivered but not recorded sent is retried with the identical request.
+func TestRowsFromBeforeBatchingAreResentAsBefore(t *testing.T) {
+	e := newEnv(t)
+	f := newFakeResend(t)
+	ev := event(1)
+	n := &notification{EventID: ev.EventId, EventType: ev.Type, ArticleID: ev.ArticleId, Slug: ev.Slug, Title: ev.Title,
+		AuthorName: ev.AuthorName, URL: ev.Url, Recipient: testRecipient, OccurredAt: time.Now()}
+	// What the migration leaves for such a row.
+	if _, err := e.pool.Exec(context.Background(), `WITH x AS (
+			INSERT INTO notifications (event_id, event_type, article_id, slug, title, author_name, url, recipient, occurred_at, send_key)
+			VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $1::text))
+		INSERT INTO send_batches (key) VALUES ($1::text)`,
+		n.EventID, n.EventType, n.ArticleID, n.Slug, n.Title, n.AuthorName, n.URL, n.Recipient, n.OccurredAt); err != nil {
+		t.Fatal(err)
+	}
+	// The request the previous version sent and Resend accepted.
+	m := composeEmail(n, testFrom)
+	body, _ := json.Marshal(map[string]any{"from": m.From, "to": m.To, "subject": m.Subject, "text": m.Text, "html": m.HTML})
+	req, _ := http.NewRequest(http.MethodPost, f.URL+"/emails", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+testKey)
+	req.Header.Set("Idempotency-Key", n.EventID)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("the old request: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	e.start(t, resend(f), testOptions())
+	waitFor(t, 20*time.Second, "the row recorded sent", func() bool {
+		return e.count(t, `SELECT count(*) FROM notifications WHERE status = 'sent'`) == 1
+	})
+	if f.Delivered() != 1 {
+		t.Fatalf("delivered %d times, want once", f.Delivered())
+	}
 }
 
 func TestLogSenderWritesTheEmail(t *testing.T) {
@@ -472,7 +526,7 @@ func TestResendClassifiesFailures(t *testing.T) {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			http.Error(w, `{"message":"nope"}`, c.status)
 		}))
-		_, err := (&Resend{BaseURL: srv.URL, APIKey: "k"}).Send(context.Background(), Email{IdempotencyKey: "x", To: []string{"a@example.com"}})
+		_, err := (&Resend{BaseURL: srv.URL, APIKey: "k"}).Send(context.Background(), "x", []Email{{To: []string{"a@example.com"}}})
 		srv.Close()
 		if err == nil || !strings.Contains(err.Error(), fmt.Sprint(c.status)) {
 			t.Fatalf("HTTP %d: got %v, want an error naming the status", c.status, err)
@@ -498,7 +552,7 @@ func TestConsumerHoldsEventsWhilePostgresIsDown(t *testing.T) {
 	for _, ev := range evs[:5] {
 		e.publish(t, ev, ev.EventId)
 	}
-	waitFor(t, 30*time.Second, "the first 5 e-mails", func() bool { return len(f.sent()) == 5 })
+	waitFor(t, 30*time.Second, "the first 5 e-mails", func() bool { return len(sent(f)) == 5 })
 	if err := pgs.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -509,9 +563,9 @@ func TestConsumerHoldsEventsWhilePostgresIsDown(t *testing.T) {
 	if err := pgs.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 60*time.Second, "all 10 e-mails", func() bool { return len(f.sent()) == 10 })
+	waitFor(t, 60*time.Second, "all 10 e-mails", func() bool { return len(sent(f)) == 10 })
 	for _, ev := range evs {
-		if got := f.sent()[ev.EventId]; got != 1 {
+		if got := sent(f)[ev.EventId]; got != 1 {
 			t.Errorf("event %s e-mailed %d times", ev.EventId, got)
 		}
 	}

@@ -42,7 +42,7 @@ func TestConsumerSpanContinuesThePublisherTrace(t *testing.T) {
 		t.Fatal(err)
 	}
 	span.End()
-	waitFor(t, 20*time.Second, "the e-mail sent", func() bool { return f.sent()[ev.EventId] == 1 })
+	waitFor(t, 20*time.Second, "the e-mail sent", func() bool { return sent(f)[ev.EventId] == 1 })
 	want := span.SpanContext().TraceID()
 	found := map[string]bool{}
 	waitFor(t, 5*time.Second, "consumer spans ended", func() bool {

@@ -55,9 +55,19 @@ type db interface {
 }
 
 // Store reads and writes article_db.
-type Store struct{ pool *pgxpool.Pool }
+type Store struct {
+	pool    *pgxpool.Pool
+	changes *statusChanges
+}
 
-func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+func NewStore(pool *pgxpool.Pool) *Store {
+	s := &Store{pool: pool}
+	// Two groups in flight (one on a pool of one or two connections): fewer
+	// means larger groups, and on two database cores one or two measured
+	// best; two keep publishing going while one group waits on a row lock.
+	s.changes = &statusChanges{store: s, maxWorkers: max(1, min(2, int(pool.Config().MaxConns)/2))}
+	return s
+}
 
 // ErrNoRow means the article does not exist.
 var ErrNoRow = errors.New("article not found")
@@ -174,11 +184,17 @@ const freeSlugSQL = `SELECT coalesce(bool_or(slug = $1), false),
 	FROM articles WHERE slug = $1
 		OR (slug COLLATE "C" >= $1 || '-' AND slug COLLATE "C" < $1 || '.')`
 
-// changeStatus is the hot path of publishing, in two round trips instead of
-// four: "BEGIN + SELECT … FOR UPDATE" as one batch, then decide looks at the
-// locked row (nil event = nothing to do), then "UPDATE + INSERT outbox +
-// COMMIT" as another. The row change and its event still commit together.
+// changeStatus locks the article, lets decide look at it (nil event =
+// nothing to do), and writes the change and its outbox event together,
+// sharing the transaction with concurrent changes (see statusChanges).
 func (s *Store) changeStatus(ctx context.Context, id string, decide func(a *Article) (*OutboxEvent, error)) (*Article, error) {
+	return s.changes.do(ctx, id, decide)
+}
+
+// changeStatusAlone is one change in its own transaction, in two round trips
+// instead of four: "BEGIN + SELECT … FOR UPDATE" as one batch, then decide,
+// then "UPDATE + INSERT outbox + COMMIT" as another.
+func (s *Store) changeStatusAlone(ctx context.Context, id string, decide func(a *Article) (*OutboxEvent, error)) (*Article, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, err

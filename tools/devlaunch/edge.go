@@ -44,7 +44,6 @@ func NewEdge(webURL, mediaURL string) (*Edge, error) {
 	e := &Edge{web: web, media: media}
 	e.srv = &fasthttp.Server{
 		Handler:                      e.serve,
-		Name:                         "pressroom-dev-edge",
 		NoDefaultServerHeader:        true, // the backend's headers pass through unchanged
 		NoDefaultDate:                true,
 		NoDefaultContentType:         true,

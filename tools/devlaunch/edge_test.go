@@ -187,6 +187,9 @@ func TestEdgePassesTrafficThrough(t *testing.T) {
 	if c := resp.Cookies(); len(c) != 2 || c[0].Name != "a" || c[1].Name != "b" || len(c[1].Value) != 6000 {
 		t.Errorf("Set-Cookie through the edge: %v", c)
 	}
+	if s := resp.Header.Get("Server"); s != "" {
+		t.Errorf("the edge added Server: %q; the backend's headers must pass unchanged", s)
+	}
 	if len(resp.Header.Get("Content-Security-Policy")) != 300*len("default-src 'self'; ")-1 {
 		t.Errorf("long response header cut: %d bytes", len(resp.Header.Get("Content-Security-Policy")))
 	}

@@ -27,8 +27,8 @@ type Edge struct {
 }
 
 // edgeBufferSize bounds a request's or response's header block. Session
-// cookies carry two signed tokens and CSP headers are long; 4 KiB (fasthttp's
-// default) is not enough, 64 KiB is what Traefik accepts.
+// cookies carry two signed tokens and CSP headers are long: fasthttp's 4 KiB
+// default is not enough (TestEdgePassesTrafficThrough sends 8 KiB).
 const edgeBufferSize = 64 << 10
 
 // NewEdge proxies to the web and media base URLs (http://host:port).

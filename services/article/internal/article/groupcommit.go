@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -84,11 +85,25 @@ func (g *statusChanges) work() {
 			return
 		}
 		g.mu.Unlock()
-		g.run(group)
+		g.runSafely(group)
 		for _, c := range group {
 			close(c.done)
 		}
 	}
+}
+
+// runSafely turns a panic into every waiting caller's error: a worker is not
+// under the HTTP server's recovery, and a panic here would end the process.
+func (g *statusChanges) runSafely(group []*statusChange) {
+	defer func() {
+		if r := recover(); r != nil {
+			err := fmt.Errorf("status change failed: %v", r)
+			for _, c := range group {
+				c.a, c.err = nil, err
+			}
+		}
+	}()
+	g.run(group)
 }
 
 // take removes up to maxGroup queued changes, at most one per article: a

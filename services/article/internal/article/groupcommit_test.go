@@ -287,3 +287,20 @@ func TestGroupStatementsUseIndexes(t *testing.T) {
 		}
 	}
 }
+
+// TestAPanicFailsOnlyItsGroup: a panic while deciding is every waiting
+// caller's error, not the end of the process, and later changes still run.
+func TestAPanicFailsOnlyItsGroup(t *testing.T) {
+	e := newEnv(t)
+	a := e.drafts(t, authorA, 1, "Fine")[0]
+	_, err := e.svc.store.changeStatus(context.Background(), a.ID, func(*Article) (*OutboxEvent, error) { panic("boom") })
+	if err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("panicking change: %v, want its panic as the error", err)
+	}
+	if _, err := e.svc.Publish(context.Background(), authorA.principal(), a.ID); err != nil {
+		t.Fatalf("the next change: %v", err)
+	}
+	if n := e.outboxCount(t, "true"); n != 1 {
+		t.Fatalf("%d events, want 1", n)
+	}
+}

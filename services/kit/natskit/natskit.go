@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"reflect"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -93,14 +94,51 @@ func retry[T any](ctx context.Context, what string, op func(context.Context) (T,
 	}
 }
 
-// EnsureStream creates the stream or updates it to cfg.
+// EnsureStream is DeclareStream, retried while NATS is unreachable.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
 	if cfg.Name == "" || len(cfg.Subjects) == 0 {
 		return nil, errors.New("natskit: a stream needs a Name and at least one subject")
 	}
 	return retry(ctx, "ensure stream "+cfg.Name, func(ctx context.Context) (jetstream.Stream, error) {
-		return js.CreateOrUpdateStream(ctx, cfg)
+		return DeclareStream(ctx, js, cfg)
 	})
+}
+
+// DeclareStream makes the stream match cfg: it is created when missing and
+// updated when a field cfg sets differs, and otherwise left alone. Every
+// service declares the streams it uses at start-up, and an update is not
+// free: nats-server (v2.15) rewrites the stream's store config without
+// guarding against a consumer being created at that moment, a data race
+// the race detector caught when two services started together.
+func DeclareStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	s, err := js.Stream(ctx, cfg.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = js.CreateStream(ctx, cfg)
+		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return s, err
+		}
+		s, err = js.Stream(ctx, cfg.Name) // another service created it just now
+	}
+	if err != nil {
+		return nil, err
+	}
+	if declares(s.CachedInfo().Config, cfg) {
+		return s, nil
+	}
+	return js.UpdateStream(ctx, cfg)
+}
+
+// declares reports whether every field cfg sets already has that value in
+// current (the server fills in the fields cfg leaves zero).
+func declares(current, cfg jetstream.StreamConfig) bool {
+	want := current
+	wv, cv := reflect.ValueOf(&want).Elem(), reflect.ValueOf(cfg)
+	for i := range cv.NumField() {
+		if f := cv.Field(i); !f.IsZero() {
+			wv.Field(i).Set(f)
+		}
+	}
+	return reflect.DeepEqual(want, current)
 }
 
 // EnsureConsumer creates or updates a durable pull consumer with explicit acks.

@@ -193,3 +193,42 @@ func TestBackoffBounds(t *testing.T) {
 		t.Error("redelivery delays wrong")
 	}
 }
+
+// TestDeclareStreamUpdatesOnlyWhatDiffers: declaring a stream that already
+// matches leaves it alone (no update, so no update advisory); a changed
+// field updates it.
+func TestDeclareStreamUpdatesOnlyWhatDiffers(t *testing.T) {
+	ctx := context.Background()
+	nc, js := connect(t, testkit.StartNATS(t).URL)
+	updates, err := nc.SubscribeSync("$JS.EVENT.ADVISORY.STREAM.UPDATED.ARTICLES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := ArticlesStreamConfig()
+	if _, err := DeclareStream(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := DeclareStream(ctx, js, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m, err := updates.NextMsg(300 * time.Millisecond); err == nil {
+		t.Fatalf("declaring an unchanged stream updated it: %s", m.Data)
+	}
+	changed := cfg
+	changed.MaxAge = time.Hour
+	s, err := DeclareStream(ctx, js, changed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.CachedInfo().Config.MaxAge; got != time.Hour {
+		t.Fatalf("MaxAge after declaring a change: %v, want 1h", got)
+	}
+	if _, err := updates.NextMsg(5 * time.Second); err != nil {
+		t.Fatalf("no update advisory for a changed stream: %v", err)
+	}
+	if declares(s.CachedInfo().Config, cfg) {
+		t.Fatal("the old config still counts as declared after MaxAge changed")
+	}
+}

@@ -166,9 +166,9 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 }
 
-// EnsureStream creates or updates the ARTICLES stream.
+// EnsureStream creates the ARTICLES stream, or updates it if it differs.
 func (r *Relay) EnsureStream(ctx context.Context) error {
-	_, err := r.js.CreateOrUpdateStream(ctx, natskit.ArticlesStreamConfig())
+	_, err := natskit.DeclareStream(ctx, r.js, natskit.ArticlesStreamConfig())
 	if err != nil {
 		return fmt.Errorf("ensure stream %s: %w", StreamName, err)
 	}

@@ -153,7 +153,7 @@ func New(pool *pgxpool.Pool, nc *nats.Conn, sender Sender, o Options) (*Notifier
 
 // Setup creates (or updates) the stream and the durable consumer.
 func (n *Notifier) Setup(ctx context.Context) (jetstream.Consumer, error) {
-	if _, err := n.js.CreateOrUpdateStream(ctx, natskit.ArticlesStreamConfig()); err != nil {
+	if _, err := natskit.DeclareStream(ctx, n.js, natskit.ArticlesStreamConfig()); err != nil {
 		return nil, fmt.Errorf("ensure stream %s: %w", StreamName, err)
 	}
 	c, err := n.js.CreateOrUpdateConsumer(ctx, StreamName, jetstream.ConsumerConfig{

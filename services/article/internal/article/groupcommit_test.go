@@ -249,41 +249,15 @@ func TestGroupStatementsUseIndexes(t *testing.T) {
 	if _, err := e.pool.Exec(ctx, `ANALYZE articles`); err != nil {
 		t.Fatal(err)
 	}
-	for name, sql := range map[string]string{"lock_group(uuid[])": lockGroupSQL,
-		"write_group(uuid[], text[], timestamptz[], text[], text[], bytea[], text[])": writeGroupSQL} {
-		tx, err := e.pool.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tx.Exec(ctx, "SET LOCAL plan_cache_mode = force_generic_plan"); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tx.Exec(ctx, "PREPARE "+name+" AS "+sql); err != nil {
-			t.Fatal(err)
-		}
-		stmt := name[:strings.Index(name, "(")]
-		args := "('{00000000-0000-4000-8000-000000000001}')"
-		if stmt == "write_group" {
-			args = "('{00000000-0000-4000-8000-000000000001}', '{published}', '{2026-01-01}', '{00000000-0000-4000-8000-0000000000e1}', '{articles.published}', '{\\x7b7d}', '{\"{}\"}')"
-		}
-		var plan strings.Builder
-		rows, err := tx.Query(ctx, "EXPLAIN EXECUTE "+stmt+args)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for rows.Next() {
-			var line string
-			if err := rows.Scan(&line); err != nil {
-				t.Fatal(err)
-			}
-			plan.WriteString(line + "\n")
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatal(err)
-		}
-		_ = tx.Rollback(ctx)
-		if strings.Contains(plan.String(), "Seq Scan on articles") || !strings.Contains(plan.String(), "articles_pkey") {
-			t.Errorf("%s: the generic plan does not look articles up by id:\n%s", stmt, plan.String())
+	for _, c := range []struct{ stmt, sql, args string }{
+		{"lock_group(uuid[])", lockGroupSQL, "('{00000000-0000-4000-8000-000000000001}')"},
+		{"write_group(uuid[], text[], timestamptz[], text[], text[], bytea[], text[])", writeGroupSQL,
+			"('{00000000-0000-4000-8000-000000000001}', '{published}', '{2026-01-01}', " +
+				"'{00000000-0000-4000-8000-0000000000e1}', '{articles.published}', '{\\x7b7d}', '{\"{}\"}')"},
+	} {
+		plan := e.genericPlan(t, "", c.stmt, c.sql, c.args)
+		if strings.Contains(plan, "Seq Scan on articles") || !strings.Contains(plan, "articles_pkey") {
+			t.Errorf("%s: the generic plan does not look articles up by id:\n%s", c.stmt, plan)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package article
 import (
 	"context"
 	"errors"
+	"github.com/jackc/pgx/v5"
 	"strings"
 	"testing"
 
@@ -282,34 +283,40 @@ func TestEventCarriesRequestTrace(t *testing.T) {
 // the suffix lookup has to be answerable from an index, whatever the plan.
 func TestFreeSlugLookupUsesAnIndex(t *testing.T) {
 	e := newEnv(t)
+	plan := e.genericPlan(t, "SET LOCAL enable_seqscan = off", "free_slug(text)", freeSlugSQL, "('hello-world')")
+	if strings.Contains(plan, "Seq Scan") || !strings.Contains(plan, "articles_slug_bytes") {
+		t.Fatalf("the free-slug lookup is not served by articles_slug_bytes (even a generic plan must be):\n%s", plan)
+	}
+}
+
+// genericPlan prepares sql as stmt ("name(types)") in a transaction with
+// settings and a forced generic plan, and returns EXPLAIN EXECUTE name args.
+func (e *env) genericPlan(t *testing.T, settings, stmt, sql, args string) string {
+	t.Helper()
 	ctx := context.Background()
 	tx, err := e.pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck
-	if _, err := tx.Exec(ctx, "SET LOCAL enable_seqscan = off; SET LOCAL plan_cache_mode = force_generic_plan"); err != nil {
+	if _, err := tx.Exec(ctx, "SET LOCAL plan_cache_mode = force_generic_plan"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tx.Exec(ctx, "PREPARE free_slug(text) AS "+freeSlugSQL); err != nil {
+	if settings != "" {
+		if _, err := tx.Exec(ctx, settings); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := tx.Exec(ctx, "PREPARE "+stmt+" AS "+sql); err != nil {
 		t.Fatal(err)
 	}
-	var plan strings.Builder
-	rows, err := tx.Query(ctx, "EXPLAIN EXECUTE free_slug('hello-world')")
+	rows, err := tx.Query(ctx, "EXPLAIN EXECUTE "+stmt[:strings.Index(stmt, "(")]+args)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for rows.Next() {
-		var line string
-		if err := rows.Scan(&line); err != nil {
-			t.Fatal(err)
-		}
-		plan.WriteString(line + "\n")
-	}
-	if err := rows.Err(); err != nil {
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(plan.String(), "Seq Scan") || !strings.Contains(plan.String(), "articles_slug_bytes") {
-		t.Fatalf("the free-slug lookup is not served by articles_slug_bytes (even a generic plan must be):\n%s", plan.String())
-	}
+	return strings.Join(lines, "\n")
 }

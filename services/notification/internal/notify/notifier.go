@@ -322,16 +322,14 @@ func (n *Notifier) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 		return cmp.Or(strings.Compare(a.key, b.key), strings.Compare(a.n.EventID, b.n.EventID))
 	})
 	var batches []*sendBatch
-	var ctxs [][]context.Context
 	for _, it := range toSend {
 		if len(batches) == 0 || batches[len(batches)-1].Key != it.key {
 			batches = append(batches, &sendBatch{Key: it.key})
-			ctxs = append(ctxs, nil)
 		}
-		batches[len(batches)-1].Items = append(batches[len(batches)-1].Items, it.n)
-		ctxs[len(ctxs)-1] = append(ctxs[len(ctxs)-1], it.ctx)
+		b := batches[len(batches)-1]
+		b.Items, b.traces = append(b.Items, it.n), append(b.traces, it.ctx)
 	}
-	n.sendAll(ctx, batches, ctxs)
+	n.sendAll(ctx, batches)
 }
 
 // sendKeys gives every MaxBatch consecutive events of a consumer batch one
@@ -441,34 +439,29 @@ func (n *Notifier) retryLater(ctx context.Context, m jetstream.Msg, reason error
 }
 
 // sendAll sends each batch in one request (a few in parallel) and records
-// the outcome per batch: all its e-mails are sent, or none. ctxs holds each
-// batch's per-notification trace contexts (nil: the batch is a retry).
-func (n *Notifier) sendAll(ctx context.Context, batches []*sendBatch, ctxs [][]context.Context) {
+// the outcome per batch: all its e-mails are sent, or none.
+func (n *Notifier) sendAll(ctx context.Context, batches []*sendBatch) {
 	// Sends are never cut short by a stop: an aborted request may still
 	// have been delivered, and we would not know to record it.
 	ctx = context.WithoutCancel(ctx)
 	sem := make(chan struct{}, n.o.Concurrency)
 	var wg sync.WaitGroup
-	for i, b := range batches {
+	for _, b := range batches {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			var itemCtxs []context.Context
-			if ctxs != nil {
-				itemCtxs = ctxs[i]
-			}
-			n.send(ctx, b, itemCtxs)
+			n.send(ctx, b)
 		}()
 	}
 	wg.Wait()
 }
 
-func (n *Notifier) send(ctx context.Context, b *sendBatch, itemCtxs []context.Context) {
+func (n *Notifier) send(ctx context.Context, b *sendBatch) {
 	// The request's span continues the first event's trace and links the others.
 	parent := ctx
 	var links []trace.Link
-	for i, c := range itemCtxs {
+	for i, c := range b.traces {
 		if i == 0 {
 			parent = c
 		}
@@ -533,7 +526,7 @@ func (n *Notifier) retryLoop(ctx context.Context) {
 			if len(due) == 0 {
 				break
 			}
-			n.sendAll(ctx, due, nil)
+			n.sendAll(ctx, due)
 		}
 	}
 }

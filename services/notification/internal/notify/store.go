@@ -73,7 +73,8 @@ func (s *store) record(ctx context.Context, ns []*notification, sendKeys []strin
 type sendBatch struct {
 	Key      string
 	Attempts int
-	Items    []*notification // by event id, so a retry repeats the same request
+	Items    []*notification   // by event id, so a retry repeats the same request
+	traces   []context.Context // each item's consumer span; none on a retry
 }
 
 // claimDue takes pending batches whose retry time has come (or whose sender

@@ -181,9 +181,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       s.opts.IdleTimeout,
 		Protocols:         &protocols,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ConnContext:       rememberConn,
+		ConnState:         uncorkWhenDone,
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- hs.Serve(ln) }()
+	go func() { serveErr <- hs.Serve(corkingListener{ln}) }()
 	s.log.Info("http server listening", "addr", ln.Addr().String())
 
 	select {
@@ -228,6 +230,7 @@ func (s *Server) traced() http.Handler {
 		otelhttp.WithFilter(func(r *http.Request) bool { return !isProbe(r.URL.Path) }),
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path }))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		corkFor(r)
 		if _, exporting := otel.GetTracerProvider().(*sdktrace.TracerProvider); exporting {
 			spans.ServeHTTP(w, r)
 			return

@@ -97,9 +97,11 @@ func NewService(ctx *pulumi.Context, name string, args *ServiceArgs, opts ...pul
 		return nil, fmt.Errorf("%s service account: %w", name, err)
 	}
 
+	memLimit, _ := args.Size.GoMemLimit() // validated above
 	env := corev1.EnvVarArray{
 		kube.Env("SERVICE_NAME", name),
 		kube.Env("HTTP_ADDR", fmt.Sprintf(":%d", args.Port)),
+		kube.Env("GOMEMLIMIT", memLimit),
 	}
 	for _, k := range sortedKeys(args.Env) {
 		env = append(env, corev1.EnvVarArgs{Name: pulumi.String(k), Value: args.Env[k]})
@@ -273,6 +275,8 @@ func (a *ServiceArgs) validate(name string) error {
 	}
 	if a.Size.CPULimit == "" || a.Size.MemLimit == "" || a.Size.CPURequest == "" || a.Size.MemRequest == "" {
 		problems = append(problems, "Size needs CPU and memory requests and limits")
+	} else if _, err := a.Size.GoMemLimit(); err != nil {
+		problems = append(problems, "Size: "+err.Error())
 	}
 	for k := range a.Env {
 		if _, dup := a.SecretEnv[k]; dup {

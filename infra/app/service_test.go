@@ -17,6 +17,9 @@ func TestValidateListsEveryProblem(t *testing.T) {
 		SecretEnv:   map[string]SecretRef{"DATABASE_URL": {Secret: "s", Key: "k"}},
 		KeysSecret:  "jwt-keys",
 	}
+	if err := (&ServiceArgs{Size: kube.Size{CPURequest: "1m", MemRequest: "1Mi", CPULimit: "1m", MemLimit: "256MB"}}).validate("web"); err == nil || !strings.Contains(err.Error(), `"256MB" is not a memory size`) {
+		t.Errorf("a memory limit in the wrong unit: %v", err)
+	}
 	err := a.validate("web")
 	if err == nil {
 		t.Fatal("invalid args accepted")

@@ -5,6 +5,11 @@
 package kube
 
 import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -84,6 +89,40 @@ func (s Size) Resources() *corev1.ResourceRequirementsArgs {
 		Requests: pulumi.StringMap{"cpu": pulumi.String(s.CPURequest), "memory": pulumi.String(s.MemRequest)},
 		Limits:   pulumi.StringMap{"cpu": pulumi.String(s.CPULimit), "memory": pulumi.String(s.MemLimit)},
 	}
+}
+
+// GoMemLimit is the GOMEMLIMIT for a Go process in a container of this
+// size: 90% of the memory limit, in bytes. Near the limit the runtime then
+// collects harder instead of letting the kernel kill the pod; the tenth left
+// over is for what the Go heap does not count (stacks, runtime, page cache).
+func (s Size) GoMemLimit() (string, error) {
+	n, err := parseBytes(s.MemLimit)
+	if err != nil {
+		return "", fmt.Errorf("memory limit: %w", err)
+	}
+	return strconv.FormatInt(n/10*9+n%10*9/10, 10), nil // 0.9n without overflow
+}
+
+// parseBytes reads a Kubernetes memory quantity in the forms used for
+// limits: a plain byte count, or an integer with a binary (Ki, Mi, Gi, Ti)
+// or decimal (k, M, G, T) suffix.
+func parseBytes(q string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"Ti", 1 << 40}, {"k", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12}}
+	num, mult := q, int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(q, u.suffix) {
+			num, mult = strings.TrimSuffix(q, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q is not a memory size such as 256Mi, 1Gi or 500M", q)
+	}
+	return n * mult, nil
 }
 
 // TmpVolume is the size-limited writable /tmp every read-only container gets.

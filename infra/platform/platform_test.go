@@ -292,6 +292,7 @@ func TestServicesContract(t *testing.T) {
 		env := envOf(svc)
 		value(env, "HTTP_ADDR", fmt.Sprintf(":%d", Ports[svc]))
 		value(env, "OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4317")
+		value(env, "GOMEMLIMIT", "241591910") // 90% of the 256Mi limit
 		if svc != "web" {
 			secretRef(env, "DATABASE_URL", svc+"-database", "DATABASE_URL")
 		} else if _, ok := env["DATABASE_URL"]; ok {

@@ -36,6 +36,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"pressroom.dev/kit/natskit"
+	"pressroom.dev/kit/pg"
 	"pressroom.dev/kit/telemetry"
 )
 
@@ -239,8 +240,9 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
+	// FreshPlan here and below: the outbox grows from empty to Retention's worth of sent rows.
 	rows, err := tx.Query(ctx, `SELECT id, event_id::text, subject, payload, headers FROM outbox
-		WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, r.o.BatchSize)
+		WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, pg.FreshPlan, r.o.BatchSize)
 	if err != nil {
 		return 0, fmt.Errorf("claim rows: %w", err)
 	}
@@ -333,14 +335,14 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		}
 	}
 	if len(sent) > 0 {
-		if _, err := tx.Exec(ctx, `UPDATE outbox SET sent_at = now() WHERE id = ANY($1)`, sent); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE outbox SET sent_at = now() WHERE id = ANY($1)`, pg.FreshPlan, sent); err != nil {
 			return 0, fmt.Errorf("mark %d rows sent: %w", len(sent), err)
 		}
 	}
 	if len(failed) > 0 {
 		r.failures.Add(float64(len(failed)))
 		if _, err := tx.Exec(ctx, `UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1)`,
-			failed, firstErr.Error()); err != nil {
+			pg.FreshPlan, failed, firstErr.Error()); err != nil {
 			return 0, fmt.Errorf("record %d failures: %w", len(failed), err)
 		}
 	}
@@ -426,7 +428,7 @@ func (r *Relay) Cleanup(ctx context.Context) (int64, error) {
 	var total int64
 	for {
 		tag, err := r.pool.Exec(ctx, `DELETE FROM outbox WHERE id IN (
-			SELECT id FROM outbox WHERE sent_at < $1 ORDER BY sent_at LIMIT 5000)`, cutoff)
+			SELECT id FROM outbox WHERE sent_at < $1 ORDER BY sent_at LIMIT 5000)`, pg.FreshPlan, cutoff)
 		if err != nil {
 			return total, err
 		}

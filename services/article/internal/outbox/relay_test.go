@@ -351,3 +351,59 @@ func TestBackoffGrowsAndIsCapped(t *testing.T) {
 		t.Fatalf("backoff %s never reached the cap %s", d, hi)
 	}
 }
+
+// TestRelayDoesNotScanAGrownOutbox: the relay's statements are first run
+// while the outbox is nearly empty, and the outbox then keeps days of sent
+// rows (Retention). Relaying a batch must still find and stamp its rows
+// through indexes: a plan fixed while the table was empty would read every
+// retained row for every batch.
+func TestRelayDoesNotScanAGrownOutbox(t *testing.T) {
+	ctx := context.Background()
+	dsn := testkit.Postgres(t) + "&pool_max_conns=1"
+	pool := openDB(t, dsn)
+	relayPool := openDB(t, dsn)
+	nc := connectNATS(t, testkit.StartNATS(t).URL)
+	r, err := New(relayPool, nc, Options{Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.EnsureStream(ctx); err != nil {
+		t.Fatal(err)
+	}
+	svc := article.NewService(article.NewStore(pool), "https://example.com")
+	publish := func(n int) {
+		t.Helper()
+		for i := range n {
+			a, err := svc.Create(ctx, author, article.Fields{Title: ptr(fmt.Sprintf("Article %d", i))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := svc.Publish(ctx, author, a.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	relay := func(want int) {
+		t.Helper()
+		if n, err := r.RelayOnce(ctx); err != nil || n != want {
+			t.Fatalf("RelayOnce = %d, %v; want %d rows relayed", n, err, want)
+		}
+	}
+	for range 8 { // enough runs for Postgres to settle on each statement's plan
+		publish(12)
+		relay(12)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO outbox (event_id, subject, payload, sent_at)
+		SELECT gen_random_uuid(), 'articles.published', '\x7b7d', now() - interval '1 hour'
+		FROM generate_series(1, 20000)`); err != nil {
+		t.Fatal(err)
+	}
+	publish(5)
+	before := testkit.TableScans(t, "outbox", pool, relayPool)
+	relay(5)
+	after := testkit.TableScans(t, "outbox", pool, relayPool)
+	if after.Seq != before.Seq || after.Index == before.Index {
+		t.Fatalf("relaying 5 events over 20,000 retained rows: %d sequential scans reading %d rows, %d index scans; want index scans only",
+			after.Seq-before.Seq, after.SeqRows-before.SeqRows, after.Index-before.Index)
+	}
+}

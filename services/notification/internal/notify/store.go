@@ -7,6 +7,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"pressroom.dev/kit/pg"
 )
 
 // Migrations holds notification_db's schema (goose files).
@@ -27,6 +29,8 @@ type notification struct {
 	OccurredAt time.Time
 }
 
+// store keeps every notification ever sent, so its statements over the
+// growing tables run with pg.FreshPlan (TestSendingDoesNotScanAGrownLog).
 type store struct{ pool *pgxpool.Pool }
 
 // record inserts the events not seen before, each with its send batch's
@@ -56,7 +60,7 @@ func (s *store) record(ctx context.Context, ns []*notification, sendKeys []strin
 			INSERT INTO send_batches (key, next_attempt_at)
 			SELECT DISTINCT send_key, now() + $11::bigint * interval '1 microsecond' FROM fresh)
 		SELECT event_id, send_key FROM fresh`,
-		ids, types, arts, slugs, titles, authors, urls, rcpts, occurred, sendKeys, claim.Microseconds())
+		pg.FreshPlan, ids, types, arts, slugs, titles, authors, urls, rcpts, occurred, sendKeys, claim.Microseconds())
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +94,7 @@ func (s *store) claimDue(ctx context.Context, limit int, claim time.Duration) ([
 			n.url, n.recipient, n.occurred_at
 		FROM b JOIN notifications n ON n.send_key = b.key AND n.status = 'pending'
 		ORDER BY b.key, n.event_id`,
-		limit, claim.Microseconds())
+		pg.FreshPlan, limit, claim.Microseconds())
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +123,7 @@ func (s *store) markSent(ctx context.Context, key string, ids, providerIDs []str
 		UPDATE notifications AS n SET status = 'sent', sent_at = now(),
 			attempts = n.attempts + 1, provider_id = x.p, channel = $3, last_error = NULL
 		FROM unnest($1::text[], $2::text[]) AS x(e, p)
-		WHERE n.event_id = x.e::uuid AND n.status = 'pending'`, ids, providerIDs, channel, key)
+		WHERE n.event_id = x.e::uuid AND n.status = 'pending'`, pg.FreshPlan, ids, providerIDs, channel, key)
 	return err
 }
 
@@ -133,7 +137,7 @@ func (s *store) markFailed(ctx context.Context, key, msg string, final bool, ret
 			WHERE key = $1 AND status = 'pending')
 		UPDATE notifications SET attempts = attempts + 1, last_error = $2,
 			status = CASE WHEN $3 THEN 'failed' ELSE status END
-		WHERE send_key = $1 AND status = 'pending'`, key, msg, final, retryIn.Microseconds())
+		WHERE send_key = $1 AND status = 'pending'`, pg.FreshPlan, key, msg, final, retryIn.Microseconds())
 	return err
 }
 

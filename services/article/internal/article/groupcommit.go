@@ -140,6 +140,15 @@ func (g *statusChanges) run(group []*statusChange) {
 	}
 }
 
+// groupPlanSettings fix how the group statements are planned. Postgres kept
+// planning them afresh for every group (their arrays' lengths vary), so they
+// take the generic plan, index lookups per id, which suits every size. A
+// connection keeps its generic plan, and one made while the articles table
+// was small would be a sequential scan read through again for every group as
+// the archive grows, so sequential scans are ruled out while it is made
+// (TestGroupStatementsUseIndexes checks both).
+var groupPlanSettings = []string{"SET LOCAL plan_cache_mode = force_generic_plan", "SET LOCAL enable_seqscan = off"}
+
 // lockGroupSQL locks a group's articles in id order, so that concurrent
 // groups cannot deadlock.
 const lockGroupSQL = `SELECT ` + columns + ` FROM articles WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`
@@ -176,13 +185,12 @@ func (s *Store) changeStatusGroup(ctx context.Context, group []*statusChange) er
 	}
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	// Postgres kept planning these statements afresh for every group (their
-	// arrays' lengths vary); the generic plan, index lookups per id, suits
-	// every size (TestGroupStatementsUseIndexes), so planning is skipped.
-	b.Queue("SET LOCAL plan_cache_mode = force_generic_plan")
+	for _, setting := range groupPlanSettings {
+		b.Queue(setting)
+	}
 	b.Queue(lockGroupSQL, ids)
 	br := conn.SendBatch(ctx, b)
-	for range 2 {
+	for range 1 + len(groupPlanSettings) {
 		if _, err := br.Exec(); err != nil {
 			br.Close()
 			return err

@@ -310,12 +310,17 @@ func (e *env) genericPlan(t *testing.T, settings, stmt, sql, args string) string
 	if _, err := tx.Exec(ctx, "PREPARE "+stmt+" AS "+sql); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := tx.Query(ctx, "EXPLAIN EXECUTE "+stmt[:strings.Index(stmt, "(")]+args)
+	name := stmt[:strings.Index(stmt, "(")]
+	rows, err := tx.Query(ctx, "EXPLAIN EXECUTE "+name+args)
 	if err != nil {
 		t.Fatal(err)
 	}
 	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
+		t.Fatal(err)
+	}
+	// A prepared statement outlives the transaction; the next call may reuse the name.
+	if _, err := tx.Exec(ctx, "DEALLOCATE "+name); err != nil {
 		t.Fatal(err)
 	}
 	return strings.Join(lines, "\n")

@@ -40,8 +40,8 @@ func TestPrune(t *testing.T) {
 		}
 	}
 	live := mk(0, 60*day)
-	tok(live, "live-current", 30*day, 0)   // keep
-	tok(live, "live-rotated-new", 30*day, day) // rotated 1 day ago: keep (within 7d retention)
+	tok(live, "live-current", 30*day, 0)          // keep
+	tok(live, "live-rotated-new", 30*day, day)    // rotated 1 day ago: keep (within 7d retention)
 	tok(live, "live-rotated-old", 30*day, 10*day) // rotated 10 days ago: delete
 	expired := mk(0, -10*day)
 	tok(expired, "expired-old", -10*day, 0) // expired 10 days ago: delete, then its session

@@ -28,10 +28,7 @@ func TableScans(tb testing.TB, table string, pools ...*pgxpool.Pool) Scans {
 			tb.Fatalf("testkit: flush statistics: %v", err)
 		}
 	}
-	var s Scans
-	if _, err := pools[0].Exec(ctx, "SELECT pg_stat_clear_snapshot()"); err != nil {
-		tb.Fatalf("testkit: clear statistics snapshot: %v", err)
-	}
+	var s Scans // read in a transaction of its own, so from a fresh statistics snapshot
 	err := pools[0].QueryRow(ctx, `SELECT coalesce(seq_scan, 0), coalesce(seq_tup_read, 0), coalesce(idx_scan, 0)
 		FROM pg_stat_user_tables WHERE relname = $1`, table).Scan(&s.Seq, &s.SeqRows, &s.Index)
 	if err != nil {

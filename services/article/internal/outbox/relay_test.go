@@ -77,6 +77,13 @@ func startRelay(t *testing.T, pool *pgxpool.Pool, nc *nats.Conn, o Options) *Rel
 // publishArticles creates and publishes n articles; it returns the event ids.
 func publishArticles(t *testing.T, pool *pgxpool.Pool, n int) map[string]bool {
 	t.Helper()
+	publish(t, pool, n)
+	return eventIDs(t, pool)
+}
+
+// publish creates and publishes n articles, each writing one outbox row.
+func publish(t *testing.T, pool *pgxpool.Pool, n int) {
+	t.Helper()
 	ctx := context.Background()
 	svc := article.NewService(article.NewStore(pool), "https://example.com")
 	for i := range n {
@@ -88,7 +95,6 @@ func publishArticles(t *testing.T, pool *pgxpool.Pool, n int) map[string]bool {
 			t.Fatal(err)
 		}
 	}
-	return eventIDs(t, pool)
 }
 
 func ptr(s string) *string { return &s }
@@ -370,19 +376,6 @@ func TestRelayDoesNotScanAGrownOutbox(t *testing.T) {
 	if err := r.EnsureStream(ctx); err != nil {
 		t.Fatal(err)
 	}
-	svc := article.NewService(article.NewStore(pool), "https://example.com")
-	publish := func(n int) {
-		t.Helper()
-		for i := range n {
-			a, err := svc.Create(ctx, author, article.Fields{Title: ptr(fmt.Sprintf("Article %d", i))})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := svc.Publish(ctx, author, a.ID); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
 	relay := func(want int) {
 		t.Helper()
 		if n, err := r.RelayOnce(ctx); err != nil || n != want {
@@ -390,7 +383,7 @@ func TestRelayDoesNotScanAGrownOutbox(t *testing.T) {
 		}
 	}
 	for range 8 { // enough runs for Postgres to settle on each statement's plan
-		publish(12)
+		publish(t, pool, 12)
 		relay(12)
 	}
 	if _, err := pool.Exec(ctx, `INSERT INTO outbox (event_id, subject, payload, sent_at)
@@ -398,7 +391,7 @@ func TestRelayDoesNotScanAGrownOutbox(t *testing.T) {
 		FROM generate_series(1, 20000)`); err != nil {
 		t.Fatal(err)
 	}
-	publish(5)
+	publish(t, pool, 5) // not publishArticles: its read of the outbox would count as a scan
 	before := testkit.TableScans(t, "outbox", pool, relayPool)
 	relay(5)
 	after := testkit.TableScans(t, "outbox", pool, relayPool)

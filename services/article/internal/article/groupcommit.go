@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"pressroom.dev/kit/pg"
 )
 
 // Publishing and unpublishing are the write path under load, and each used
@@ -140,14 +142,11 @@ func (g *statusChanges) run(group []*statusChange) {
 	}
 }
 
-// groupPlanSettings fix how the group statements are planned. Postgres kept
-// planning them afresh for every group (their arrays' lengths vary), so they
-// take the generic plan, index lookups per id, which suits every size. A
-// connection keeps its generic plan, and one made while the articles table
-// was small would be a sequential scan read through again for every group as
-// the archive grows, so sequential scans are ruled out while it is made
-// (TestGroupStatementsUseIndexes checks both).
-var groupPlanSettings = []string{"SET LOCAL plan_cache_mode = force_generic_plan", "SET LOCAL enable_seqscan = off"}
+// The group statements run with pg.IndexPlans. Postgres kept planning them
+// afresh for every group (their arrays' lengths vary); the generic plan,
+// index lookups per id, suits every size, and made with sequential scans
+// ruled out it stays right as the archive grows (TestGroupStatementsUseIndexes
+// checks an empty table and a large one).
 
 // lockGroupSQL locks a group's articles in id order, so that concurrent
 // groups cannot deadlock.
@@ -185,12 +184,12 @@ func (s *Store) changeStatusGroup(ctx context.Context, group []*statusChange) er
 	}
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	for _, setting := range groupPlanSettings {
+	for _, setting := range pg.IndexPlans {
 		b.Queue(setting)
 	}
 	b.Queue(lockGroupSQL, ids)
 	br := conn.SendBatch(ctx, b)
-	for range 1 + len(groupPlanSettings) {
+	for range 1 + len(pg.IndexPlans) {
 		if _, err := br.Exec(); err != nil {
 			br.Close()
 			return err

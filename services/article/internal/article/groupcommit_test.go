@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"pressroom.dev/kit/authz"
+	"pressroom.dev/kit/pg"
 )
 
 // drafts creates n drafts by c.
@@ -237,7 +238,7 @@ func TestAWithdrawnChangeDoesNothing(t *testing.T) {
 }
 
 // TestGroupStatementsUseIndexes: the group statements run with generic
-// plans (see groupPlanSettings), which must look articles up by id whether
+// plans (pg.IndexPlans), which must look articles up by id whether
 // the plan was made on a new, empty table or over a large archive.
 func TestGroupStatementsUseIndexes(t *testing.T) {
 	e := newEnv(t)
@@ -250,7 +251,7 @@ func TestGroupStatementsUseIndexes(t *testing.T) {
 				"('{00000000-0000-4000-8000-000000000001}', '{published}', '{2026-01-01}', " +
 					"'{00000000-0000-4000-8000-0000000000e1}', '{articles.published}', '{\\x7b7d}', '{\"{}\"}')"},
 		} {
-			plan := e.genericPlan(t, strings.Join(groupPlanSettings, "; "), c.stmt, c.sql, c.args)
+			plan := e.genericPlan(t, strings.Join(pg.IndexPlans, "; "), c.stmt, c.sql, c.args)
 			if strings.Contains(plan, "Seq Scan on articles") || !strings.Contains(plan, "articles_pkey") {
 				t.Errorf("%s, %s: the generic plan does not look articles up by id:\n%s", when, c.stmt, plan)
 			}

@@ -240,17 +240,7 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
-	// FreshPlan here and below: the outbox grows from empty to Retention's worth of sent rows.
-	rows, err := tx.Query(ctx, `SELECT id, event_id::text, subject, payload, headers FROM outbox
-		WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, pg.FreshPlan, r.o.BatchSize)
-	if err != nil {
-		return 0, fmt.Errorf("claim rows: %w", err)
-	}
-	batch, err := pgx.CollectRows(rows, func(rw pgx.CollectableRow) (row, error) {
-		var x row
-		err := rw.Scan(&x.ID, &x.EventID, &x.Subject, &x.Payload, &x.Headers)
-		return x, err
-	})
+	batch, err := claim(ctx, tx, r.o.BatchSize)
 	if err != nil {
 		return 0, fmt.Errorf("claim rows: %w", err)
 	}
@@ -335,14 +325,14 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		}
 	}
 	if len(sent) > 0 {
-		if _, err := tx.Exec(ctx, `UPDATE outbox SET sent_at = now() WHERE id = ANY($1)`, pg.FreshPlan, sent); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE outbox SET sent_at = now() WHERE id = ANY($1)`, sent); err != nil {
 			return 0, fmt.Errorf("mark %d rows sent: %w", len(sent), err)
 		}
 	}
 	if len(failed) > 0 {
 		r.failures.Add(float64(len(failed)))
 		if _, err := tx.Exec(ctx, `UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1)`,
-			pg.FreshPlan, failed, firstErr.Error()); err != nil {
+			failed, firstErr.Error()); err != nil {
 			return 0, fmt.Errorf("record %d failures: %w", len(failed), err)
 		}
 	}
@@ -354,6 +344,36 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		return len(batch), fmt.Errorf("%d of %d events not published: %w", len(failed), len(batch), firstErr)
 	}
 	return len(batch), nil
+}
+
+// claim locks up to limit unsent rows, oldest first. The outbox grows from
+// empty to Retention's worth of sent rows, and every sent row leaves a dead
+// entry in outbox_unsent until vacuum: the transaction's statements run with
+// pg.IndexPlans, so the claim walks that index in order, stepping over dead
+// entries once, and stops at the limit.
+func claim(ctx context.Context, tx pgx.Tx, limit int) ([]row, error) {
+	b := &pgx.Batch{}
+	for _, setting := range pg.IndexPlans {
+		b.Queue(setting)
+	}
+	b.Queue(`SELECT id, event_id::text, subject, payload, headers FROM outbox
+		WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
+	br := tx.SendBatch(ctx, b)
+	defer br.Close()
+	for range pg.IndexPlans {
+		if _, err := br.Exec(); err != nil {
+			return nil, err
+		}
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(rw pgx.CollectableRow) (row, error) {
+		var x row
+		err := rw.Scan(&x.ID, &x.EventID, &x.Subject, &x.Payload, &x.Headers)
+		return x, err
+	})
 }
 
 func (r *Relay) countAck(ack *jetstream.PubAck) {

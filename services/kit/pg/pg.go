@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -41,6 +42,42 @@ var IndexPlans = []string{
 	"SET LOCAL plan_cache_mode = force_generic_plan",
 	"SET LOCAL enable_seqscan = off",
 	"SET LOCAL enable_bitmapscan = off",
+}
+
+// ExecIndexed runs one statement in a transaction of its own under
+// IndexPlans, all in one round trip: a hot statement over growing tables
+// keeps one plan per connection instead of being planned on every run
+// (FreshPlan). A failed statement's transaction is rolled back, so the
+// connection goes back to the pool usable.
+func ExecIndexed(ctx context.Context, pool *pgxpool.Pool, sql string, args ...any) (pgconn.CommandTag, error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	defer conn.Release()
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	for _, setting := range IndexPlans {
+		b.Queue(setting)
+	}
+	b.Queue(sql, args...)
+	b.Queue("COMMIT")
+	br := conn.SendBatch(ctx, b)
+	var tag pgconn.CommandTag
+	for i := range b.Len() {
+		t, err := br.Exec()
+		if err != nil {
+			_ = br.Close()
+			if conn.Conn().PgConn().TxStatus() != 'I' {
+				_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+			}
+			return pgconn.CommandTag{}, err
+		}
+		if i == 1+len(IndexPlans) {
+			tag = t
+		}
+	}
+	return tag, br.Close()
 }
 
 // Open parses dsn, connects and pings, so a bad DATABASE_URL fails at start-up.

@@ -211,3 +211,41 @@ func TestReadinessFollowsRealPostgres(t *testing.T) {
 		t.Errorf("pool unusable after restart: %v", err)
 	}
 }
+
+// TestExecIndexed: the statement runs under IndexPlans in a transaction of
+// its own, the settings end with it, and a failed statement is rolled back
+// on the same connection, which stays usable.
+func TestExecIndexed(t *testing.T) {
+	ctx := context.Background()
+	pool := open(t, testkit.Postgres(t)+"&pool_max_conns=1")
+	if _, err := pool.Exec(ctx, `CREATE TABLE seen (v text NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	if err := pool.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	tag, err := ExecIndexed(ctx, pool, `INSERT INTO seen SELECT current_setting('plan_cache_mode') || ' ' ||
+		current_setting('enable_seqscan') || ' ' || current_setting('enable_bitmapscan') || ' ' || $1`, "committed")
+	if err != nil || tag.RowsAffected() != 1 {
+		t.Fatalf("ExecIndexed = %v, %v; want 1 row inserted", tag, err)
+	}
+	if _, err := ExecIndexed(ctx, pool, `INSERT INTO seen VALUES ('rolled back'), ((1 / $1::int)::text)`, 0); err == nil ||
+		!strings.Contains(err.Error(), "division by zero") {
+		t.Fatalf("a failing statement: %v, want its error", err)
+	}
+	var rows []string
+	var after string
+	var samePID bool
+	err = pool.QueryRow(ctx, `SELECT array(SELECT v FROM seen), current_setting('enable_seqscan'), pg_backend_pid() = $1`, pid).
+		Scan(&rows, &after, &samePID)
+	if err != nil {
+		t.Fatalf("the connection after a failed statement: %v", err)
+	}
+	if len(rows) != 1 || rows[0] != "force_generic_plan off off committed" {
+		t.Errorf("rows %q, want only the committed one, written under IndexPlans", rows)
+	}
+	if after != "on" || !samePID {
+		t.Errorf("after ExecIndexed: enable_seqscan=%s on the same connection=%v; want on, true", after, samePID)
+	}
+}

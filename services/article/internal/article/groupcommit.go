@@ -53,7 +53,14 @@ func (g *statusChanges) do(ctx context.Context, id string, decide func(a *Articl
 	c := &statusChange{ctx: ctx, id: id, decide: decide, done: make(chan struct{})}
 	g.mu.Lock()
 	g.queue = append(g.queue, c)
-	start := g.workers < g.maxWorkers
+	// One worker makes the largest groups: changes that arrive while its
+	// group is written wait about a millisecond and share the next one. A
+	// second worker that started at once mostly ran single-change
+	// transactions, each costing about what a whole group does (half of all
+	// transactions in the pipeline benchmark held one change). So another
+	// worker starts only when more than a full group is waiting per running
+	// worker: the load outruns one, or its group is stuck behind a row lock.
+	start := g.workers < g.maxWorkers && len(g.queue) > g.workers*maxGroup
 	if start {
 		g.workers++
 	}

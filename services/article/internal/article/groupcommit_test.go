@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"pressroom.dev/kit/authz"
 	"pressroom.dev/kit/pg"
@@ -234,6 +235,63 @@ func TestAWithdrawnChangeDoesNothing(t *testing.T) {
 	}
 	if n := e.outboxCount(t, "true"); n != 0 {
 		t.Fatalf("a withdrawn publish wrote %d events", n)
+	}
+}
+
+// TestALockedRowStallsOnlyItsGroup: while the running group waits on a row
+// lock, publishes of other articles queue up; once more than a full group
+// is waiting, a second worker writes them.
+func TestALockedRowStallsOnlyItsGroup(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	as := e.drafts(t, authorA, maxGroup+2, "Locked")
+	locked, others := as[0], as[1:]
+	tx, err := e.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM articles WHERE id = $1 FOR UPDATE`, locked.ID); err != nil {
+		t.Fatal(err)
+	}
+	lockedDone := make(chan error, 1)
+	go func() { _, err := e.svc.Publish(ctx, authorA.principal(), locked.ID); lockedDone <- err }()
+	s := e.svc.store.changes
+	for taken := false; !taken; { // the first worker has taken the locked article's change as its group
+		s.mu.Lock()
+		taken = s.workers == 1 && len(s.queue) == 0
+		s.mu.Unlock()
+	}
+	othersDone := make(chan []error, 1)
+	go func() {
+		othersDone <- concurrently(len(others), func(i int) error {
+			_, err := e.svc.Publish(ctx, authorA.principal(), others[i].ID)
+			return err
+		})
+	}()
+	select {
+	case errs := <-othersDone:
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("publish %d: %v", i, err)
+			}
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%d publishes of unlocked articles waited behind the locked one for 20s", len(others))
+	}
+	select {
+	case err := <-lockedDone:
+		t.Fatalf("the locked article's publish finished (%v) while its row was locked", err)
+	default:
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-lockedDone; err != nil {
+		t.Fatalf("the locked article's publish after the lock went: %v", err)
+	}
+	if n := e.outboxCount(t, "subject = $1", SubjectPublished); n != len(as) {
+		t.Fatalf("%d events for %d publishes", n, len(as))
 	}
 }
 

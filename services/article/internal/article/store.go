@@ -62,9 +62,8 @@ type Store struct {
 
 func NewStore(pool *pgxpool.Pool) *Store {
 	s := &Store{pool: pool}
-	// Two groups in flight (one on a pool of one or two connections): fewer
-	// means larger groups, and on two database cores one or two measured
-	// best; two keep publishing going while one group waits on a row lock.
+	// Up to two groups in flight (one on a pool of one or two connections);
+	// when the second may start, see statusChanges.do.
 	s.changes = &statusChanges{store: s, maxWorkers: max(1, min(2, int(pool.Config().MaxConns)/2))}
 	return s
 }

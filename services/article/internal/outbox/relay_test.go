@@ -412,6 +412,6 @@ func TestRelayDoesNotScanAGrownOutbox(t *testing.T) {
 			after.Seq-before.Seq, after.SeqRows-before.SeqRows, after.Index-before.Index)
 	}
 	if read := testkit.IndexEntriesRead(t, "outbox_unsent", pool, relayPool) - entriesBefore; read > 50 {
-		t.Fatalf("claiming 5 events read %d entries of outbox_unsent; want about 10, not the sent rows' dead entries again", read)
+		t.Fatalf("claiming 5 events (and an empty claim after) read %d entries of outbox_unsent; want at most 50, not the sent rows' dead entries again", read)
 	}
 }

@@ -21,11 +21,12 @@ import (
 // FreshPlan, given as a query's first argument, has Postgres plan that
 // statement for its actual arguments and the table's current size every
 // time it runs (pgx's unnamed statement), instead of caching a generic plan
-// per connection. Use it for the hot statements over tables that grow from
+// per connection. Use it for the rarer statements over tables that grow from
 // empty, such as an outbox or a log of sent e-mails: Postgres settles on a
 // generic plan after five runs, and one made while the table held a few
 // pages is a sequential scan that stays one as the table grows to millions of
-// rows. The price is a plan per run, a fraction of a millisecond.
+// rows. The price is a plan per run, a fraction of a millisecond; hot
+// statements are cheaper under IndexPlans.
 const FreshPlan = pgx.QueryExecModeCacheDescribe
 
 // IndexPlans are SET LOCAL statements for a transaction whose statements must

@@ -257,10 +257,16 @@ func TestALockedRowStallsOnlyItsGroup(t *testing.T) {
 	lockedDone := make(chan error, 1)
 	go func() { _, err := e.svc.Publish(ctx, authorA.principal(), locked.ID); lockedDone <- err }()
 	s := e.svc.store.changes
-	for taken := false; !taken; { // the first worker has taken the locked article's change as its group
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 		s.mu.Lock()
-		taken = s.workers == 1 && len(s.queue) == 0
+		taken := s.workers == 1 && len(s.queue) == 0 // the locked article's change is the first worker's group
 		s.mu.Unlock()
+		if taken {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no worker took the locked article's change")
+		}
 	}
 	othersDone := make(chan []error, 1)
 	go func() {

@@ -45,6 +45,14 @@ var IndexPlans = []string{
 	"SET LOCAL enable_bitmapscan = off",
 }
 
+// QueueIndexPlans queues IndexPlans on b, inside the transaction b begins or
+// continues; their len(IndexPlans) results come before the next statement's.
+func QueueIndexPlans(b *pgx.Batch) {
+	for _, setting := range IndexPlans {
+		b.Queue(setting)
+	}
+}
+
 // ExecIndexed runs one statement in a transaction of its own under
 // IndexPlans, all in one round trip: a hot statement over growing tables
 // keeps one plan per connection instead of being planned on every run
@@ -58,9 +66,7 @@ func ExecIndexed(ctx context.Context, pool *pgxpool.Pool, sql string, args ...an
 	defer conn.Release()
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	for _, setting := range IndexPlans {
-		b.Queue(setting)
-	}
+	QueueIndexPlans(b)
 	b.Queue(sql, args...)
 	b.Queue("COMMIT")
 	br := conn.SendBatch(ctx, b)

@@ -191,9 +191,7 @@ func (s *Store) changeStatusGroup(ctx context.Context, group []*statusChange) er
 	}
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	for _, setting := range pg.IndexPlans {
-		b.Queue(setting)
-	}
+	pg.QueueIndexPlans(b)
 	b.Queue(lockGroupSQL, ids)
 	br := conn.SendBatch(ctx, b)
 	for range 1 + len(pg.IndexPlans) {

@@ -353,9 +353,7 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 // entries once, and stops at the limit.
 func claim(ctx context.Context, tx pgx.Tx, limit int) ([]row, error) {
 	b := &pgx.Batch{}
-	for _, setting := range pg.IndexPlans {
-		b.Queue(setting)
-	}
+	pg.QueueIndexPlans(b)
 	b.Queue(`SELECT id, event_id::text, subject, payload, headers FROM outbox
 		WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
 	br := tx.SendBatch(ctx, b)

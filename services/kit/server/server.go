@@ -182,10 +182,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		Protocols:         &protocols,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		ConnContext:       rememberConn,
-		ConnState:         uncorkWhenDone,
+		ConnState:         flushWhenDone,
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- hs.Serve(corkingListener{ln}) }()
+	go func() { serveErr <- hs.Serve(coalescingListener{ln}) }()
 	s.log.Info("http server listening", "addr", ln.Addr().String())
 
 	select {
@@ -230,7 +230,7 @@ func (s *Server) traced() http.Handler {
 		otelhttp.WithFilter(func(r *http.Request) bool { return !isProbe(r.URL.Path) }),
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path }))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		corkFor(r)
+		holdResponse(r)
 		if _, exporting := otel.GetTracerProvider().(*sdktrace.TracerProvider); exporting {
 			spans.ServeHTTP(w, r)
 			return

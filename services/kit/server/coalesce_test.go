@@ -130,14 +130,8 @@ func TestHoldOnlyWhereSafe(t *testing.T) {
 	if code, body := get(t, base+"/state"); code != 200 || body != "true" {
 		t.Errorf("GET: %d holding=%s, want true", code, body)
 	}
-	resp, err := http.Post(base+"/state", "text/plain", strings.NewReader("a body"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if string(b) != "false" {
-		t.Errorf("POST with a body: holding=%s, want false", b)
+	if code, body := post(t, base+"/state", "text/plain", "a body"); code != 200 || body != "false" {
+		t.Errorf("POST with a body: %d holding=%s, want false", code, body)
 	}
 	if code, body := get(t, base+"/hijack"); code != 200 || body != "false" {
 		t.Errorf("hijacked: %d holding=%q, want false", code, body)

@@ -191,6 +191,17 @@ func get(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+func post(t *testing.T, url, contentType, body string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(url, contentType, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func TestProbesReportFailingChecksByName(t *testing.T) {
@@ -245,14 +256,8 @@ func TestRoutesMetricsAndPanics(t *testing.T) {
 	if code, body := get(t, base+"/boom"); code != 500 || !strings.Contains(body, "internal error") {
 		t.Errorf("/boom = %d %q", code, body)
 	}
-	resp, err := http.Post(base+"/pkg.v1.Svc/Method", "application/json", strings.NewReader("{}"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if string(b) != "svc POST /pkg.v1.Svc/Method" {
-		t.Errorf("prefix handler got %q", b)
+	if _, body := post(t, base+"/pkg.v1.Svc/Method", "application/json", "{}"); body != "svc POST /pkg.v1.Svc/Method" {
+		t.Errorf("prefix handler got %q", body)
 	}
 	if code, body := get(t, base+"/exact"); code != 200 || body != "exact" {
 		t.Errorf("/exact = %d %q", code, body)

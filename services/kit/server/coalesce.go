@@ -190,8 +190,15 @@ func (c *coalescingConn) CloseWrite() error {
 	return c.TCPConn.CloseWrite()
 }
 
+// Close sends what is held first, unless a write is under way (net/http's or
+// the stall timer's): closing the socket is what interrupts that write, as
+// http.Server.Close expects, so it does not wait for it.
 func (c *coalescingConn) Close() error {
-	c.endResponse()
+	if c.mu.TryLock() {
+		c.holding = false
+		_ = c.sendHeld(false)
+		c.mu.Unlock()
+	}
 	return c.TCPConn.Close()
 }
 

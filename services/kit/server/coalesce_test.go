@@ -227,3 +227,31 @@ func TestHeldBytesPrecedeSendfileAndSurviveClose(t *testing.T) {
 		t.Fatalf("after close: got %d bytes, want the %d held", len(got), len(want))
 	}
 }
+
+// http.Server.Close closes connections from another goroutine to interrupt
+// writes stuck on a client that does not read: holding must not make it wait.
+func TestCloseInterruptsABlockedWrite(t *testing.T) {
+	server, _ := connPair(t) // the client never reads
+	_ = server.SetWriteDeadline(time.Now().Add(30 * time.Second)) // bounds the test if Close does wait
+	writeDone := make(chan error, 1)
+	go func() {
+		_, err := server.Write(make([]byte, 256<<20)) // far more than the socket buffers hold
+		writeDone <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // let the write fill the buffers and block
+	closed := make(chan error, 1)
+	go func() { closed <- server.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waited for a write that cannot finish")
+	}
+	select {
+	case err := <-writeDone:
+		if err == nil {
+			t.Fatal("the interrupted write reported success")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the blocked write was not interrupted by Close")
+	}
+}

@@ -232,7 +232,8 @@ func TestHeldBytesPrecedeSendfileAndSurviveClose(t *testing.T) {
 // writes stuck on a client that does not read: holding must not make it wait.
 func TestCloseInterruptsABlockedWrite(t *testing.T) {
 	server, _ := connPair(t) // the client never reads
-	_ = server.SetWriteDeadline(time.Now().Add(30 * time.Second)) // bounds the test if Close does wait
+	// Bounds the test should Close wait after all.
+	_ = server.SetWriteDeadline(time.Now().Add(30 * time.Second))
 	writeDone := make(chan error, 1)
 	go func() {
 		_, err := server.Write(make([]byte, 256<<20)) // far more than the socket buffers hold

@@ -44,7 +44,7 @@ func TestFixtureProgram(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The fixture is its own module, outside go.work.
-	p, err := NewProject(t.TempDir(), "pressroom", program, tools, "GOWORK=off", "GOFLAGS=-mod=readonly -buildvcs=false")
+	p, err := NewProject(t.TempDir(), "pressroom", program, tools, "GOWORK=off", RaceBuild("-mod=readonly", "-buildvcs=false"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,6 +67,14 @@ func NewProject(dir, name, mainDir string, tools toolchain.Pulumi, extraEnv ...s
 	return p, nil
 }
 
+// RaceBuild is the GOFLAGS the language host builds a test program with.
+// make test compiles every module with -race, so a -race program reuses that
+// build cache (a cold run saves the ~10 minutes the provider SDKs take to
+// compile a second time) and the real engine run is race-checked too.
+func RaceBuild(more ...string) string {
+	return "GOFLAGS=" + strings.Join(append([]string{"-race"}, more...), " ")
+}
+
 // Run runs pulumi with args in the project dir; stdin may be nil.
 func (p *Project) Run(ctx context.Context, stdin string, args ...string) (string, error) {
 	return p.exec(ctx, stdin, p.Tools.CLI(), args...)

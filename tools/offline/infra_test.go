@@ -47,7 +47,7 @@ func TestInfraProgram(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := NewProject(t.TempDir(), "pressroom", filepath.Join(repo, "infra"), tools)
+	p, err := NewProject(t.TempDir(), "pressroom", filepath.Join(repo, "infra"), tools, RaceBuild())
 	if err != nil {
 		t.Fatal(err)
 	}

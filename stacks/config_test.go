@@ -325,6 +325,15 @@ func TestBrokenConfigsReportEveryProblem(t *testing.T) {
 			},
 		},
 		{
+			name: "backups smaller than the media they copy",
+			values: map[string]string{
+				"pressroom:domain":  "example.com",
+				"pressroom:cluster": `{"mode":"render"}`,
+				"pressroom:storage": `{"media":"1Ti","backups":"800Gi"}`,
+			},
+			want: []string{`pressroom:storage.backups: must be at least storage.media (1Ti): every backup holds all media files beside the database dumps (got "800Gi")`},
+		},
+		{
 			name: "unknown mode",
 			values: map[string]string{
 				"pressroom:domain":  "example.com",

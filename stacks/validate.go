@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -174,6 +175,11 @@ func (l *loader) validate(c *Config, secrets map[string]string) {
 			l.problemf("storage."+q.name, "must be a size like 10Gi (Mi, Gi or Ti) (got %q)", q.v)
 		}
 	}
+	media, mediaOK := mebibytes(c.Storage.Media)
+	backups, backupsOK := mebibytes(c.Storage.Backups)
+	if mediaOK && backupsOK && backups < media {
+		l.problemf("storage.backups", "must be at least storage.media (%s): every backup holds all media files beside the database dumps (got %q)", c.Storage.Media, c.Storage.Backups)
+	}
 	if fields := strings.Fields(c.Backup.Schedule); len(fields) != 5 || !allMatch(fields, cronFieldRe) {
 		l.problemf("backup.schedule", "must be a 5-field cron schedule like \"0 3 * * *\" (got %q)", c.Backup.Schedule)
 	}
@@ -304,4 +310,16 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// mebibytes is a size accepted by quantityRe in MiB.
+func mebibytes(q string) (int64, bool) {
+	if !quantityRe.MatchString(q) {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(q[:len(q)-2], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return n * map[string]int64{"Mi": 1, "Gi": 1 << 10, "Ti": 1 << 20}[q[len(q)-2:]], true
 }

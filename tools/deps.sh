@@ -12,6 +12,8 @@ need=(
   "openssl:openssl"
   "jq:jq"
   "curl:curl"
+  # The backup scripts' tests run them with busybox, the backup image's shell and tools.
+  "busybox:busybox"
   # The offline proof applies manifests with kubectl (this machine kind ships 1.32).
   "kubectl:kubernetes-client"
 )

@@ -1,6 +1,8 @@
-// Package backup schedules a nightly pg_dump of every database to a backups
-// PVC with retention, verifies each dump is readable, and ships a restore
-// script for the documented restore Job (README, Day-2 operations).
+// Package backup schedules a nightly pg_dump of every database and a
+// snapshot of the media files to a backups PVC with retention, verifies
+// each dump is readable and each media file's bytes match its name, and
+// ships restore scripts for the documented restore Jobs (README, Day-2
+// operations).
 package backup
 
 import (
@@ -38,6 +40,8 @@ type BackupArgs struct {
 	Protect       bool
 	SkipAwait     bool
 	NodeSelector  map[string]string // the data node, as for the datastores
+	MediaClaim    string            // the media files' PVC, mounted read-only for the snapshot
+	MediaUID      int               // the uid that owns the media files (the media service's)
 }
 
 // Backup is the component.
@@ -56,6 +60,7 @@ set -eu
 root="${BACKUP_DIR:-/backups}"
 dir="$root/$(date -u +%%Y-%%m-%%dT%%H%%M)"
 mkdir -p "$dir"
+chmod 0775 "$dir" # the media step (another uid, same group) writes its snapshot here
 for db in %s; do
   pg_dump --username=postgres --format=custom --file="$dir/$db.dump.partial" "$db"
   mv "$dir/$db.dump.partial" "$dir/$db.dump"
@@ -76,6 +81,102 @@ for f in "$latest"*.dump; do
   n=$((n+1))
 done
 [ "$n" -gt 0 ] || { echo "no dumps in $latest"; exit 1; }
+# Every media file's name is the SHA-256 of its bytes: check them all.
+[ -d "${latest}media" ] || { echo "no media snapshot in $latest"; exit 1; }
+list="${TMPDIR:-/tmp}/verify-media.list"
+find "${latest}media" -type f > "$list"
+m=0
+while IFS= read -r f; do
+  name="${f##*/}"
+  sum="$(sha256sum < "$f" | cut -d' ' -f1)"
+  [ "$sum" = "${name%%.*}" ] || { echo "media file $f is corrupt: its bytes hash to $sum"; exit 1; }
+  m=$((m+1))
+done < "$list"
+rm -f "$list"
+echo "verified $m media files in ${latest}media"
+`
+
+// mediaScript snapshots the published media files into the newest backup
+// directory (made by the dump step). Files are content-addressed (the name
+// is the SHA-256 of the bytes, never rewritten), so a file the previous
+// snapshot holds is hard-linked from it: every snapshot is complete on its
+// own and only new files take space. Runs as the files' owner with the
+// backup group, so the other steps can read and expire what it writes.
+const mediaScript = `#!/bin/sh
+set -eu
+umask 002
+root="${BACKUP_DIR:-/backups}"
+src="${MEDIA_DIR:-/media}"
+dir="$(ls -1d "$root"/*/ 2>/dev/null | sort | tail -n 1)"
+[ -n "$dir" ] || { echo "no backup directory in $root: the dump step makes it first"; exit 1; }
+dir="${dir%/}"
+if [ -d "$dir/media" ]; then echo "$dir/media exists (a retried job): kept"; exit 0; fi
+prev="$(ls -1d "$root"/*/media 2>/dev/null | sort | tail -n 1)"
+tmp="$dir/media.partial"
+rm -rf "$tmp"
+mkdir -p "$tmp"
+list="${TMPDIR:-/tmp}/media.list"
+# Published files only (<2 hex digits>/<hash>.<ext>); uploads in progress live in .tmp.
+(cd "$src" && find . -mindepth 2 -maxdepth 2 -type f -path './??/*') | sort > "$list"
+new=0
+linked=0
+while IFS= read -r f; do
+  rel="${f#./}"
+  mkdir -p "$tmp/${rel%/*}"
+  if [ -n "$prev" ] && [ -f "$prev/$rel" ] && ln "$prev/$rel" "$tmp/$rel" 2>/dev/null; then
+    linked=$((linked+1))
+    continue
+  fi
+  if ! cp "$src/$rel" "$tmp/$rel.part"; then
+    rm -f "$tmp/$rel.part"
+    # Deleted by the media service since the listing: not part of this snapshot.
+    [ -e "$src/$rel" ] && exit 1
+    continue
+  fi
+  chmod 0640 "$tmp/$rel.part"
+  mv "$tmp/$rel.part" "$tmp/$rel"
+  new=$((new+1))
+done < "$list"
+rm -f "$list"
+mv "$tmp" "$dir/media"
+echo "media snapshot $dir/media: $new files copied, $linked linked from ${prev:-no earlier snapshot}"
+`
+
+// restoreMediaScript puts back every file of one snapshot that the media
+// volume lacks or holds with other bytes, each written beside its final
+// name and renamed, as the media service publishes. Files added since the
+// snapshot are kept: restore media_db from the same backup to match.
+// restore-media.sh <YYYY-MM-DDTHHMM>
+const restoreMediaScript = `#!/bin/sh
+set -eu
+umask 027
+root="${BACKUP_DIR:-/backups}"
+dst="${MEDIA_DIR:-/media}"
+when="${1:?usage: restore-media.sh <backup dir name, e.g. 2026-01-31T0300>}"
+snap="$root/$when/media"
+[ -d "$snap" ] || { echo "no media snapshot $snap; available: $(ls "$root")"; exit 1; }
+mkdir -p "$dst/.tmp"
+list="${TMPDIR:-/tmp}/restore-media.list"
+(cd "$snap" && find . -mindepth 2 -maxdepth 2 -type f -path './??/*') | sort > "$list"
+restored=0
+kept=0
+while IFS= read -r f; do
+  rel="${f#./}"
+  name="${rel##*/}"
+  want="${name%%.*}"
+  if [ -f "$dst/$rel" ] && [ "$(sha256sum < "$dst/$rel" | cut -d' ' -f1)" = "$want" ]; then
+    kept=$((kept+1))
+    continue
+  fi
+  got="$(sha256sum < "$snap/$rel" | cut -d' ' -f1)"
+  [ "$got" = "$want" ] || { echo "snapshot file $snap/$rel is corrupt: its bytes hash to $got"; exit 1; }
+  mkdir -p "$dst/${rel%/*}"
+  cp "$snap/$rel" "$dst/.tmp/restore-$name"
+  mv "$dst/.tmp/restore-$name" "$dst/$rel"
+  restored=$((restored+1))
+done < "$list"
+rm -f "$list"
+echo "restored $restored media files from $snap; $kept were already in place"
 `
 
 // restoreScript restores one database from a backup directory:
@@ -98,9 +199,11 @@ func ScriptFiles() map[string]string {
 		dbs = append(dbs, secrets.DatabaseName(s))
 	}
 	return map[string]string{
-		"backup.sh":  fmt.Sprintf(backupScript, strings.Join(dbs, " ")),
-		"verify.sh":  verifyScript,
-		"restore.sh": restoreScript,
+		"backup.sh":        fmt.Sprintf(backupScript, strings.Join(dbs, " ")),
+		"verify.sh":        verifyScript,
+		"media.sh":         mediaScript,
+		"restore.sh":       restoreScript,
+		"restore-media.sh": restoreMediaScript,
 	}
 }
 
@@ -126,6 +229,9 @@ func NewBackup(ctx *pulumi.Context, name string, args *BackupArgs, opts ...pulum
 	}
 	if a.RetentionDays < 1 {
 		return nil, fmt.Errorf("backup: retention of %d days must be at least 1", a.RetentionDays)
+	}
+	if a.MediaClaim == "" || a.MediaUID <= 0 {
+		return nil, fmt.Errorf("backup: MediaClaim and MediaUID (the media files' claim and owner) are required, got %q and %d", a.MediaClaim, a.MediaUID)
 	}
 	if !strings.Contains(a.Image, "@sha256:") {
 		return nil, fmt.Errorf("backup: image %q must be pinned by digest", a.Image)
@@ -171,22 +277,32 @@ func NewBackup(ctx *pulumi.Context, name string, args *BackupArgs, opts ...pulum
 		corev1.VolumeMountArgs{Name: pulumi.String("backups"), MountPath: pulumi.String("/backups")},
 		corev1.VolumeMountArgs{Name: pulumi.String("scripts"), MountPath: pulumi.String("/scripts"), ReadOnly: pulumi.Bool(true)},
 	}
-	container := func(n, script string) corev1.ContainerArgs {
+	container := func(n, script string, env corev1.EnvVarArray, mounts corev1.VolumeMountArray, sec *corev1.SecurityContextArgs) corev1.ContainerArgs {
 		return corev1.ContainerArgs{
 			Name:            pulumi.String(n),
 			Image:           pulumi.String(a.Image),
 			ImagePullPolicy: pulumi.String("IfNotPresent"),
 			Command:         pulumi.StringArray{pulumi.String("/bin/sh"), pulumi.String("/scripts/" + script)},
-			Env: corev1.EnvVarArray{
-				kube.Env("PGHOST", "postgres"),
-				kube.SecretEnv("PGPASSWORD", secrets.Datastores, secrets.PostgresKey),
-				kube.Env("RETENTION_DAYS", fmt.Sprint(a.RetentionDays)),
-			},
+			Env:             env,
 			VolumeMounts:    mounts,
 			Resources:       kube.Size{CPURequest: "50m", MemRequest: "64Mi", CPULimit: "500m", MemLimit: "256Mi"}.Resources(),
-			SecurityContext: kube.ContainerSecurity(),
+			SecurityContext: sec,
 		}
 	}
+	pgEnv := corev1.EnvVarArray{
+		kube.Env("PGHOST", "postgres"),
+		kube.SecretEnv("PGPASSWORD", secrets.Datastores, secrets.PostgresKey),
+		kube.Env("RETENTION_DAYS", fmt.Sprint(a.RetentionDays)),
+	}
+	// The media step reads files only their owner may read (0600), so it runs
+	// as that uid; its group is the backup group, so verify and retention can
+	// read and delete its snapshot. It gets no database password.
+	mediaSec := kube.ContainerSecurity()
+	mediaSec.RunAsUser = pulumi.Int(a.MediaUID)
+	mediaSec.RunAsGroup = pulumi.Int(uid)
+	mediaMounts := append(corev1.VolumeMountArray{
+		corev1.VolumeMountArgs{Name: pulumi.String("media"), MountPath: pulumi.String("/media"), ReadOnly: pulumi.Bool(true)},
+	}, mounts...)
 	ann := map[string]string(nil)
 	if a.SkipAwait {
 		ann = map[string]string{kube.SkipAwaitAnnotation: "true"}
@@ -210,12 +326,16 @@ func NewBackup(ctx *pulumi.Context, name string, args *BackupArgs, opts ...pulum
 							RestartPolicy:                pulumi.String("OnFailure"),
 							NodeSelector:                 nodeSelector(args.NodeSelector),
 							SecurityContext:              kube.PodSecurity(uid),
-							// dump first (init), then prove the dumps are readable.
-							InitContainers: corev1.ContainerArray{container("dump", "backup.sh")},
-							Containers:     corev1.ContainerArray{container("verify", "verify.sh")},
+							// dump and snapshot first (init), then prove both are readable.
+							InitContainers: corev1.ContainerArray{
+								container("dump", "backup.sh", pgEnv, mounts, kube.ContainerSecurity()),
+								container("media", "media.sh", nil, mediaMounts, mediaSec),
+							},
+							Containers: corev1.ContainerArray{container("verify", "verify.sh", pgEnv, mounts, kube.ContainerSecurity())},
 							Volumes: corev1.VolumeArray{
 								kube.TmpVolume("64Mi"),
 								corev1.VolumeArgs{Name: pulumi.String("backups"), PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSourceArgs{ClaimName: pulumi.String(Claim)}},
+								corev1.VolumeArgs{Name: pulumi.String("media"), PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSourceArgs{ClaimName: pulumi.String(a.MediaClaim), ReadOnly: pulumi.Bool(true)}},
 								corev1.VolumeArgs{Name: pulumi.String("scripts"), ConfigMap: &corev1.ConfigMapVolumeSourceArgs{Name: pulumi.String(Scripts), DefaultMode: pulumi.Int(0o555)}},
 							},
 						},

@@ -307,7 +307,7 @@ func NewPlatform(ctx *pulumi.Context, name string, args *PlatformArgs, opts ...p
 	if _, err := backup.NewBackup(ctx, "backup", &backup.BackupArgs{
 		Namespace: ns, Image: a.DatastoreImages.Postgres, Schedule: a.BackupSchedule,
 		RetentionDays: a.BackupRetentionDays, Size: a.Storage.Backups, Protect: a.Protect, SkipAwait: a.SkipAwait,
-		NodeSelector: a.dataNodeSelector(),
+		NodeSelector: a.dataNodeSelector(), MediaClaim: MediaClaim, MediaUID: app.UID,
 	}, pulumi.Parent(p)); err != nil {
 		return nil, err
 	}

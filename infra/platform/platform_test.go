@@ -579,6 +579,60 @@ func TestPersistentPodsPinnedToTheDataNode(t *testing.T) {
 	}
 }
 
+// The backup's media step reads files only their owner may read and writes
+// where the other steps must read and delete: it must run as the media
+// Deployment's user, in the backup pod's group, with the media claim
+// mounted read-only and no database password.
+func TestBackupSnapshotsMediaAsItsOwner(t *testing.T) {
+	pods := podSpecs(run(t, "staging", stagingArgs()))
+	bk, md := pods["CronJob/backup"], pods["Deployment/media"]
+	mediaUser := get(md, "securityContext", "runAsUser")
+	group := get(bk, "securityContext", "fsGroup")
+	claimOf := func(ps map[string]any, volume string) (string, any) {
+		for _, v := range list(ps["volumes"]) {
+			if v["name"] == volume {
+				c, _ := get(v, "persistentVolumeClaim", "claimName").(string)
+				return c, get(v, "persistentVolumeClaim", "readOnly")
+			}
+		}
+		return "", nil
+	}
+	var step map[string]any
+	for _, c := range list(bk["initContainers"]) {
+		if c["name"] == "media" {
+			step = c
+		}
+	}
+	if step == nil {
+		t.Fatalf("backup pod has no media step: %v", bk["initContainers"])
+	}
+	if u := get(step, "securityContext", "runAsUser"); mediaUser == nil || u != mediaUser {
+		t.Errorf("media step runs as %v, the media files' owner is %v", u, mediaUser)
+	}
+	if g := get(step, "securityContext", "runAsGroup"); group == nil || g != group {
+		t.Errorf("media step's group %v, the backup pod's fsGroup is %v", g, group)
+	}
+	if len(list(step["env"])) != 0 {
+		t.Errorf("media step has env %v: it needs no database credentials", step["env"])
+	}
+	mounted := ""
+	for _, m := range list(step["volumeMounts"]) {
+		if m["mountPath"] == "/media" && m["readOnly"] == true {
+			mounted, _ = m["name"].(string)
+		}
+	}
+	claim, ro := claimOf(bk, mounted)
+	var mediaClaim string
+	for _, v := range list(md["volumes"]) {
+		if c, _ := get(v, "persistentVolumeClaim", "claimName").(string); c != "" {
+			mediaClaim = c
+		}
+	}
+	if mounted == "" || claim != mediaClaim || ro != true {
+		t.Errorf("media step mounts %q (claim %q, readOnly %v) at /media; want the media Deployment's claim %q read-only", mounted, claim, ro, mediaClaim)
+	}
+}
+
 func TestClusterIssuersWaitForCertManager(t *testing.T) {
 	g := run(t, "staging", stagingArgs())
 	rel := g.byType("kubernetes:helm.sh/v3:Release")

@@ -69,9 +69,25 @@ done
 find "$root" -mindepth 1 -maxdepth 1 -type d -mtime +"${RETENTION_DAYS:?}" -print -exec rm -rf {} +
 `
 
-// verifyScript lists each dump's table of contents: an unreadable dump fails the Job.
+// mediaFuncs are the shell functions the media steps share. A media file's
+// name is the SHA-256 of its bytes and its extension, in a directory named
+// by the hash's first two digits; uploads in progress live in .tmp.
+const mediaFuncs = `
+# published lists a media tree's files as <2 hex digits>/<name>, sorted.
+published() { (cd "$1" && find . -mindepth 2 -maxdepth 2 -type f -path './??/*') | sed 's|^\./||' | sort; }
+# intact: the file's bytes hash to the SHA-256 that starts its name.
+intact() {
+  name="${1##*/}"
+  sum="$(sha256sum < "$1" | cut -d' ' -f1)"
+  [ "$sum" = "${name%%.*}" ] || { echo "$1 is corrupt: its bytes hash to $sum"; return 1; }
+}
+`
+
+// verifyScript lists each dump's table of contents and checks every media
+// file's bytes against its name: anything unreadable fails the Job.
 const verifyScript = `#!/bin/sh
 set -eu
+` + mediaFuncs + `
 root="${BACKUP_DIR:-/backups}"
 latest="$(ls -1d "$root"/*/ | sort | tail -n 1)"
 n=0
@@ -81,15 +97,12 @@ for f in "$latest"*.dump; do
   n=$((n+1))
 done
 [ "$n" -gt 0 ] || { echo "no dumps in $latest"; exit 1; }
-# Every media file's name is the SHA-256 of its bytes: check them all.
 [ -d "${latest}media" ] || { echo "no media snapshot in $latest"; exit 1; }
 list="${TMPDIR:-/tmp}/verify-media.list"
-find "${latest}media" -type f > "$list"
+find "${latest}media" -type f > "$list" # every file: a stray one fails too
 m=0
 while IFS= read -r f; do
-  name="${f##*/}"
-  sum="$(sha256sum < "$f" | cut -d' ' -f1)"
-  [ "$sum" = "${name%%.*}" ] || { echo "media file $f is corrupt: its bytes hash to $sum"; exit 1; }
+  intact "$f" || exit 1
   m=$((m+1))
 done < "$list"
 rm -f "$list"
@@ -104,6 +117,7 @@ echo "verified $m media files in ${latest}media"
 // backup group, so the other steps can read and expire what it writes.
 const mediaScript = `#!/bin/sh
 set -eu
+` + mediaFuncs + `
 umask 002
 root="${BACKUP_DIR:-/backups}"
 src="${MEDIA_DIR:-/media}"
@@ -116,12 +130,10 @@ tmp="$dir/media.partial"
 rm -rf "$tmp"
 mkdir -p "$tmp"
 list="${TMPDIR:-/tmp}/media.list"
-# Published files only (<2 hex digits>/<hash>.<ext>); uploads in progress live in .tmp.
-(cd "$src" && find . -mindepth 2 -maxdepth 2 -type f -path './??/*') | sort > "$list"
+published "$src" > "$list"
 new=0
 linked=0
-while IFS= read -r f; do
-  rel="${f#./}"
+while IFS= read -r rel; do
   mkdir -p "$tmp/${rel%/*}"
   if [ -n "$prev" ] && [ -f "$prev/$rel" ] && ln "$prev/$rel" "$tmp/$rel" 2>/dev/null; then
     linked=$((linked+1))
@@ -149,6 +161,7 @@ echo "media snapshot $dir/media: $new files copied, $linked linked from ${prev:-
 // restore-media.sh <YYYY-MM-DDTHHMM>
 const restoreMediaScript = `#!/bin/sh
 set -eu
+` + mediaFuncs + `
 umask 027
 root="${BACKUP_DIR:-/backups}"
 dst="${MEDIA_DIR:-/media}"
@@ -157,19 +170,16 @@ snap="$root/$when/media"
 [ -d "$snap" ] || { echo "no media snapshot $snap; available: $(ls "$root")"; exit 1; }
 mkdir -p "$dst/.tmp"
 list="${TMPDIR:-/tmp}/restore-media.list"
-(cd "$snap" && find . -mindepth 2 -maxdepth 2 -type f -path './??/*') | sort > "$list"
+published "$snap" > "$list"
 restored=0
 kept=0
-while IFS= read -r f; do
-  rel="${f#./}"
+while IFS= read -r rel; do
   name="${rel##*/}"
-  want="${name%%.*}"
-  if [ -f "$dst/$rel" ] && [ "$(sha256sum < "$dst/$rel" | cut -d' ' -f1)" = "$want" ]; then
+  if [ -f "$dst/$rel" ] && intact "$dst/$rel" > /dev/null; then
     kept=$((kept+1))
     continue
   fi
-  got="$(sha256sum < "$snap/$rel" | cut -d' ' -f1)"
-  [ "$got" = "$want" ] || { echo "snapshot file $snap/$rel is corrupt: its bytes hash to $got"; exit 1; }
+  intact "$snap/$rel" || exit 1
   mkdir -p "$dst/${rel%/*}"
   cp "$snap/$rel" "$dst/.tmp/restore-$name"
   mv "$dst/.tmp/restore-$name" "$dst/$rel"

@@ -54,7 +54,7 @@ func newPod(t *testing.T, pg *pgtest.Server) *pod {
 	if err := os.Chmod(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range []string{"sh", "find", "cp", "ln", "mv", "mkdir", "chmod", "rm", "ls", "sort", "tail", "cut", "sha256sum", "date", "cat"} {
+	for _, a := range []string{"sh", "find", "cp", "ln", "mv", "mkdir", "chmod", "rm", "ls", "sort", "tail", "cut", "sha256sum", "date", "cat", "sed"} {
 		if err := os.Symlink(bb, filepath.Join(applets, a)); err != nil {
 			t.Fatal(err)
 		}

@@ -82,5 +82,8 @@ func TestInfraProgram(t *testing.T) {
 			"HorizontalPodAutoscaler": 2, "PodDisruptionBudget": 2, "NetworkPolicy": 13,
 			"PersistentVolumeClaim": 2, "ConfigMap": 2, "Secret": 7, "CronJob": 1,
 		},
+		AfterUp: func(ctx context.Context, t *testing.T, c *localkube.Cluster) {
+			readmeJobsAdmitted(ctx, t, c, filepath.Join(repo, "README.md"))
+		},
 	}.Run(ctx, t, c, p)
 }

@@ -28,6 +28,8 @@ type Scenario struct {
 	Fixtures  string            // YAML applied before `up` (CRDs a bare API server lacks)
 	// WantCounts, when set, must equal the per-kind counts on the server.
 	WantCounts map[string]int
+	// AfterUp, when set, runs its checks against the stack the first up made.
+	AfterUp func(ctx context.Context, t *testing.T, c *localkube.Cluster)
 }
 
 // Run executes every step, failing t with the engine's own output on error.
@@ -95,6 +97,9 @@ func (s Scenario) Run(ctx context.Context, t *testing.T, c *localkube.Cluster, p
 		t.Fatal(err)
 	}
 	firstUp := hist[0].Version
+	if s.AfterUp != nil {
+		s.AfterUp(ctx, t, c)
+	}
 	done()
 
 	// 3. idempotent: no perpetual diffs.

@@ -54,10 +54,7 @@ type Backup struct {
 
 // BackupScript dumps every database (custom format) into a dated directory,
 // then removes directories older than the retention.
-const backupScript = `#!/bin/sh
-# Connection from PGHOST/PGPASSWORD (env); dumps go to BACKUP_DIR.
-set -eu
-root="${BACKUP_DIR:-/backups}"
+const backupScript = `# Connection from PGHOST/PGPASSWORD (env); dumps go to BACKUP_DIR.
 dir="$root/$(date -u +%%Y-%%m-%%dT%%H%%M)"
 mkdir -p "$dir"
 chmod 0775 "$dir" # the media step (another uid, same group) writes its snapshot here
@@ -69,10 +66,15 @@ done
 find "$root" -mindepth 1 -maxdepth 1 -type d -mtime +"${RETENTION_DAYS:?}" -print -exec rm -rf {} +
 `
 
-// mediaFuncs are the shell functions the media steps share. A media file's
-// name is the SHA-256 of its bytes and its extension, in a directory named
-// by the hash's first two digits; uploads in progress live in .tmp.
-const mediaFuncs = `
+// prelude starts every script: strict mode, the backups root, and the
+// helpers. A media file's name is the SHA-256 of its bytes and its
+// extension, in a directory named by the hash's first two digits; uploads
+// in progress live in .tmp.
+const prelude = `#!/bin/sh
+set -eu
+root="${BACKUP_DIR:-/backups}"
+# newest prints the newest backup directory (names sort by time), or nothing.
+newest() { ls -1d "$root"/*/ 2>/dev/null | sort | tail -n 1 | sed 's|/$||'; }
 # published lists a media tree's files as <2 hex digits>/<name>, sorted.
 published() { (cd "$1" && find . -mindepth 2 -maxdepth 2 -type f -path './??/*') | sed 's|^\./||' | sort; }
 # intact: the file's bytes hash to the SHA-256 that starts its name.
@@ -85,11 +87,7 @@ intact() {
 
 // verifyScript lists each dump's table of contents and checks every media
 // file's bytes against its name: anything unreadable fails the Job.
-const verifyScript = `#!/bin/sh
-set -eu
-` + mediaFuncs + `
-root="${BACKUP_DIR:-/backups}"
-latest="$(ls -1d "$root"/*/ | sort | tail -n 1)"
+const verifyScript = `latest="$(newest)/"
 n=0
 for f in "$latest"*.dump; do
   pg_restore --list "$f" > /dev/null
@@ -115,15 +113,10 @@ echo "verified $m media files in ${latest}media"
 // snapshot holds is hard-linked from it: every snapshot is complete on its
 // own and only new files take space. Runs as the files' owner with the
 // backup group, so the other steps can read and expire what it writes.
-const mediaScript = `#!/bin/sh
-set -eu
-` + mediaFuncs + `
-umask 002
-root="${BACKUP_DIR:-/backups}"
+const mediaScript = `umask 002
 src="${MEDIA_DIR:-/media}"
-dir="$(ls -1d "$root"/*/ 2>/dev/null | sort | tail -n 1)"
+dir="$(newest)"
 [ -n "$dir" ] || { echo "no backup directory in $root: the dump step makes it first"; exit 1; }
-dir="${dir%/}"
 if [ -d "$dir/media" ]; then echo "$dir/media exists (a retried job): kept"; exit 0; fi
 prev="$(ls -1d "$root"/*/media 2>/dev/null | sort | tail -n 1)"
 tmp="$dir/media.partial"
@@ -159,11 +152,7 @@ echo "media snapshot $dir/media: $new files copied, $linked linked from ${prev:-
 // name and renamed, as the media service publishes. Files added since the
 // snapshot are kept: restore media_db from the same backup to match.
 // restore-media.sh <YYYY-MM-DDTHHMM>
-const restoreMediaScript = `#!/bin/sh
-set -eu
-` + mediaFuncs + `
-umask 027
-root="${BACKUP_DIR:-/backups}"
+const restoreMediaScript = `umask 027
 dst="${MEDIA_DIR:-/media}"
 when="${1:?usage: restore-media.sh <backup dir name, e.g. 2026-01-31T0300>}"
 snap="$root/$when/media"
@@ -191,10 +180,7 @@ echo "restored $restored media files from $snap; $kept were already in place"
 
 // restoreScript restores one database from a backup directory:
 // restore.sh <YYYY-MM-DDTHHMM> <database>
-const restoreScript = `#!/bin/sh
-set -eu
-root="${BACKUP_DIR:-/backups}"
-when="${1:?usage: restore.sh <backup dir name, e.g. 2026-01-31T0300> <database, e.g. article_db>}"
+const restoreScript = `when="${1:?usage: restore.sh <backup dir name, e.g. 2026-01-31T0300> <database, e.g. article_db>}"
 db="${2:?usage: restore.sh <backup dir name> <database>}"
 f="$root/$when/$db.dump"
 [ -f "$f" ] || { echo "no dump $f; available: $(ls "$root")"; exit 1; }
@@ -209,11 +195,11 @@ func ScriptFiles() map[string]string {
 		dbs = append(dbs, secrets.DatabaseName(s))
 	}
 	return map[string]string{
-		"backup.sh":        fmt.Sprintf(backupScript, strings.Join(dbs, " ")),
-		"verify.sh":        verifyScript,
-		"media.sh":         mediaScript,
-		"restore.sh":       restoreScript,
-		"restore-media.sh": restoreMediaScript,
+		"backup.sh":        prelude + fmt.Sprintf(backupScript, strings.Join(dbs, " ")),
+		"verify.sh":        prelude + verifyScript,
+		"media.sh":         prelude + mediaScript,
+		"restore.sh":       prelude + restoreScript,
+		"restore-media.sh": prelude + restoreMediaScript,
 	}
 }
 

@@ -44,6 +44,7 @@ type Config struct {
 	Cloudflare  CloudflareConfig
 	ACME        ACMEConfig
 	CertManager CertManagerConfig
+	Upgrades    UpgradesConfig
 	App         AppConfig
 	Scaling     ScalingConfig
 	Images      map[string]string // service -> image pinned by @sha256: digest; missing ones are built
@@ -95,6 +96,15 @@ type ACMEConfig struct {
 type CertManagerConfig struct {
 	Install bool   // default true; false when the cluster already has cert-manager
 	Version string // pinned chart version, e.g. v1.16.2
+}
+
+// UpgradesConfig keeps the K3s servers at Cluster.K3sVersion with K3s'
+// system-upgrade-controller: a Plan names the version, the controller
+// upgrades one server at a time.
+type UpgradesConfig struct {
+	Enabled           bool   // default true in digitalocean mode (the stack owns K3s), false otherwise
+	Install           bool   // default true; false when the cluster already runs the controller
+	ControllerVersion string // pinned system-upgrade-controller release, e.g. v0.16.1
 }
 
 // AppConfig holds the services' plain settings (secrets are in Secrets).

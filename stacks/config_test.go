@@ -114,6 +114,11 @@ func TestExampleStacksContent(t *testing.T) {
 	if prod.Scaling.Article != (Bounds{2, 5}) || prod.Scaling.Web != (Bounds{2, 6}) || prod.Scaling.CPUTarget != 70 {
 		t.Errorf("scaling: %+v", prod.Scaling)
 	}
+	for _, c := range []*Config{st, prod} {
+		if u := c.Upgrades; !u.Enabled || !u.Install || u.ControllerVersion != DefaultUpgradeControllerVersion {
+			t.Errorf("%s: upgrades %+v: the stacks that own K3s keep it at cluster.k3sVersion", c.Stack, u)
+		}
+	}
 	if st.Cluster.APIHost != "k8s.staging.example.com" {
 		t.Errorf("default apiHost = %q", st.Cluster.APIHost)
 	}
@@ -157,6 +162,7 @@ func TestDefaultsOfAMinimalRenderStack(t *testing.T) {
 		"renderDir":              cfg.Cluster.RenderDir == "rendered",
 		"issuer staging":         cfg.ACME.Issuer == "staging",
 		"cert-manager installed": cfg.CertManager.Install && cfg.CertManager.Version == DefaultCertManagerVersion,
+		"no upgrade plan":        !cfg.Upgrades.Enabled && cfg.Upgrades.Install && cfg.Upgrades.ControllerVersion == DefaultUpgradeControllerVersion,
 		"oidc default":           cfg.App.OIDCIssuerURL == "https://accounts.google.com",
 		"login off":              !cfg.App.GoogleLoginEnabled,
 		"no registry":            cfg.Registry.Kind == RegistryNone && len(cfg.NeedsBuild()) == 0,
@@ -332,6 +338,19 @@ func TestBrokenConfigsReportEveryProblem(t *testing.T) {
 				"pressroom:storage": `{"media":"1Ti","backups":"800Gi"}`,
 			},
 			want: []string{`pressroom:storage.backups: must be at least storage.media (1Ti): every backup holds all media files beside the database dumps (got "800Gi")`},
+		},
+		{
+			name: "upgrades without pinned versions",
+			values: map[string]string{
+				"pressroom:domain":   "example.com",
+				"pressroom:cluster":  `{"mode":"render","k3sVersion":"stable"}`,
+				"pressroom:upgrades": `{"enabled":true,"controllerVersion":"latest","plan":"server"}`,
+			},
+			want: []string{
+				`pressroom:upgrades.controllerVersion: must be a pinned system-upgrade-controller release like v0.16.1 (got "latest")`,
+				`pressroom:cluster.k3sVersion: must be a pinned K3s release like v1.31.4+k3s1 while upgrades.enabled is true: the upgrade Plan keeps every server at it (got "stable")`,
+				"pressroom:upgrades.plan: unknown setting; known settings of upgrades are enabled, install, controllerVersion",
+			},
 		},
 		{
 			name: "unknown mode",

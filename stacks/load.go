@@ -14,7 +14,7 @@ import (
 // Known top-level keys (without the namespace). Objects are JSON, as the
 // Pulumi engine hands structured config to the program.
 var (
-	objectKeys = []string{"cluster", "cloudflare", "acme", "certManager", "app", "scaling", "images", "registry", "jwt", "storage", "backup"}
+	objectKeys = []string{"cluster", "cloudflare", "acme", "certManager", "upgrades", "app", "scaling", "images", "registry", "jwt", "storage", "backup"}
 	scalarKeys = []string{"domain", "protect"}
 	secretKeys = []string{"googleClientSecret", "resendApiKey", "registryPassword", "kubeconfig"}
 )
@@ -249,6 +249,7 @@ func (l *loader) build() *Config {
 		},
 		ACME:        ACMEConfig{Issuer: "staging"},
 		CertManager: CertManagerConfig{Install: true, Version: DefaultCertManagerVersion},
+		Upgrades:    UpgradesConfig{Install: true, ControllerVersion: DefaultUpgradeControllerVersion},
 		App:         AppConfig{GoogleLoginEnabled: true, OIDCIssuerURL: "https://accounts.google.com"},
 		Scaling: ScalingConfig{
 			Article:   Bounds{Min: 2, Max: 5},
@@ -273,6 +274,12 @@ func (l *loader) build() *Config {
 	l.object("cloudflare", f("zoneId", &c.Cloudflare.ZoneID))
 	l.object("acme", f("email", &c.ACME.Email), f("issuer", &c.ACME.Issuer))
 	l.object("certManager", f("install", &c.CertManager.Install), f("version", &c.CertManager.Version))
+	var upgradesSet bool
+	l.object("upgrades", fs("enabled", &c.Upgrades.Enabled, &upgradesSet), f("install", &c.Upgrades.Install),
+		f("controllerVersion", &c.Upgrades.ControllerVersion))
+	if !upgradesSet {
+		c.Upgrades.Enabled = cl.Mode == ModeDigitalOcean
+	}
 	a := &c.App
 	l.object("app",
 		f("googleClientId", &a.GoogleClientID), f("googleLoginEnabled", &a.GoogleLoginEnabled),

@@ -17,6 +17,9 @@ import (
 const (
 	DefaultK3sVersion         = "v1.31.4+k3s1"
 	DefaultCertManagerVersion = "v1.16.2"
+	// DefaultUpgradeControllerVersion is the pinned system-upgrade-controller
+	// release whose crd.yaml and system-upgrade-controller.yaml are applied.
+	DefaultUpgradeControllerVersion = "v0.16.1"
 )
 
 var (
@@ -69,6 +72,15 @@ func (l *loader) validate(c *Config, secrets map[string]string) {
 	}
 	if c.CertManager.Install && !semverRe.MatchString(c.CertManager.Version) {
 		l.problemf("certManager.version", "must be a pinned chart version like %s (got %q)", DefaultCertManagerVersion, c.CertManager.Version)
+	}
+
+	if u := c.Upgrades; u.Enabled {
+		if u.Install && !semverRe.MatchString(u.ControllerVersion) {
+			l.problemf("upgrades.controllerVersion", "must be a pinned system-upgrade-controller release like %s (got %q)", DefaultUpgradeControllerVersion, u.ControllerVersion)
+		}
+		if cl.Mode != ModeDigitalOcean && !k3sVersionRe.MatchString(cl.K3sVersion) {
+			l.problemf("cluster.k3sVersion", "must be a pinned K3s release like %s while upgrades.enabled is true: the upgrade Plan keeps every server at it (got %q)", DefaultK3sVersion, cl.K3sVersion)
+		}
 	}
 
 	a := c.App

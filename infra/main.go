@@ -10,6 +10,7 @@ import (
 	"pressroom.dev/infra/dns"
 	"pressroom.dev/infra/network"
 	"pressroom.dev/infra/platform"
+	"pressroom.dev/infra/upgrades"
 	"pressroom.dev/stacks"
 )
 
@@ -46,7 +47,10 @@ func deploy(ctx *pulumi.Context, ready cluster.ReadyFunc) (map[string]pulumi.Inp
 	if cfg.Cluster.Mode != stacks.ModeRender {
 		out["kubeconfig"] = kube.Kubeconfig
 	}
-	return out, platformLayer(ctx, cfg, kube, out)
+	if err := platformLayer(ctx, cfg, kube, out); err != nil {
+		return out, err
+	}
+	return out, upgradesLayer(ctx, cfg, kube, out)
 }
 
 // cloud declares the DigitalOcean and Cloudflare resources.
@@ -107,5 +111,24 @@ func platformLayer(ctx *pulumi.Context, cfg *stacks.Config, kube *cluster.Kube, 
 	out["images"] = p.Images
 	out["issuer"] = p.Issuer
 	out["jwtKeyIds"] = p.JWTKeyIDs
+	return nil
+}
+
+// upgradesLayer keeps the K3s servers at cluster.k3sVersion (when enabled).
+func upgradesLayer(ctx *pulumi.Context, cfg *stacks.Config, kube *cluster.Kube, out map[string]pulumi.Input) error {
+	if !cfg.Upgrades.Enabled {
+		return nil
+	}
+	u, err := upgrades.New(ctx, "k3s-upgrades", &upgrades.Args{
+		K3sVersion:        cfg.Cluster.K3sVersion,
+		Install:           cfg.Upgrades.Install,
+		ControllerVersion: cfg.Upgrades.ControllerVersion,
+		DependsOn:         kube.DependsOn,
+	}, pulumi.Provider(kube.Provider))
+	if err != nil {
+		return err
+	}
+	out["k3sVersion"] = u.K3sVersion
+	out["upgradePlan"] = u.Plan
 	return nil
 }

@@ -658,6 +658,24 @@ func TestWholeGraphPerStack(t *testing.T) {
 			if imgs, _ := r.outputs["images"].(map[string]string); len(imgs) != 5 {
 				t.Errorf("images output %v", r.outputs["images"])
 			}
+			// K3s upgrades: only where the stack owns K3s (existing clusters opt in).
+			plans, releases := m.ByType("kubernetes:upgrade.cattle.io/v1:Plan"), m.ByType("kubernetes:yaml/v2:ConfigGroup")
+			if tc.override != nil {
+				if len(plans)+len(releases) != 0 || r.outputs["k3sVersion"] != nil {
+					t.Errorf("%d upgrade Plans and %d releases outside digitalocean mode", len(plans), len(releases))
+				}
+				return
+			}
+			if len(plans) != 1 || len(releases) != 1 {
+				t.Fatalf("%d upgrade Plans and %d controller releases, want one of each", len(plans), len(releases))
+			}
+			spec := in(plans[0], "spec").ObjectValue()
+			if v := str(spec["version"]); v != "v1.31.4+k3s1" || r.outputs["k3sVersion"] != v || r.outputs["upgradePlan"] != "system-upgrade/k3s-server" {
+				t.Errorf("plan version %q, outputs %v %v: want the stack's cluster.k3sVersion", v, r.outputs["k3sVersion"], r.outputs["upgradePlan"])
+			}
+			if deps := strings.Join(releases[0].Deps, " "); !strings.Contains(deps, "Droplet") {
+				t.Errorf("the controller is applied before the servers are up: deps %v", releases[0].Deps)
+			}
 		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,6 +66,9 @@ func TestInfraProgram(t *testing.T) {
 			"pressroom:certManager.install":    "false",
 			"pressroom:app.googleLoginEnabled": "false",
 			"pressroom:registry.kind":          "none",
+			// as on a K3s cluster that already runs system-upgrade-controller
+			"pressroom:upgrades.enabled": "true",
+			"pressroom:upgrades.install": "false",
 		},
 		Secrets:   map[string]string{"pressroom:kubeconfig": string(kubeconfig)},
 		ImagesKey: "pressroom:images",
@@ -74,16 +78,34 @@ func TestInfraProgram(t *testing.T) {
 		Namespace: "pressroom",
 		Fixtures:  string(fixtures),
 		// = infra/platform's TestObjectCountsPerStack (staging) without
-		// cert-manager's namespace and Helm release (install is off here).
-		// Keep the two tables in step.
+		// cert-manager's namespace and Helm release (install is off here),
+		// plus the K3s upgrade Plan (infra/upgrades). Keep the tables in step.
 		WantCounts: map[string]int{
 			"Namespace": 1, "ClusterIssuer": 2, "Certificate": 1, "Middleware": 3,
 			"Deployment": 6, "StatefulSet": 3, "Service": 9, "ServiceAccount": 10, "Ingress": 2,
 			"HorizontalPodAutoscaler": 2, "PodDisruptionBudget": 2, "NetworkPolicy": 13,
 			"PersistentVolumeClaim": 2, "ConfigMap": 2, "Secret": 7, "CronJob": 1,
+			"Plan": 1,
 		},
 		AfterUp: func(ctx context.Context, t *testing.T, c *localkube.Cluster) {
 			readmeJobsAdmitted(ctx, t, c, filepath.Join(repo, "README.md"))
+			upgradePlanOnServer(ctx, t, c, "v1.31.4+k3s1")
 		},
 	}.Run(ctx, t, c, p)
+}
+
+// upgradePlanOnServer: the Plan the controller acts on is on the API server
+// with the stack's K3s version, one server at a time, every server selected.
+func upgradePlanOnServer(ctx context.Context, t *testing.T, c *localkube.Cluster, k3sVersion string) {
+	t.Helper()
+	out, err := c.Kubectl(ctx, "get", "plans.upgrade.cattle.io", "k3s-server", "-n", "system-upgrade", "-o",
+		`jsonpath={.spec.version} {.spec.concurrency} {.spec.cordon} {.spec.nodeSelector.matchExpressions[0].key}={.spec.nodeSelector.matchExpressions[0].values[0]} {.spec.upgrade.image}`)
+	if err != nil {
+		t.Fatalf("upgrade plan: %v\n%s", err, out)
+	}
+	want := k3sVersion + " 1 true node-role.kubernetes.io/control-plane=true rancher/k3s-upgrade"
+	if got := strings.TrimSpace(string(out)); got != want {
+		t.Fatalf("upgrade plan on the server:\n got  %s\n want %s", got, want)
+	}
+	t.Logf("   upgrade plan on the server: %s", want)
 }

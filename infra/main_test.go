@@ -6,7 +6,9 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"fmt"
+	"os"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -685,5 +687,62 @@ func TestWholeGraphPerStack(t *testing.T) {
 func TestDataNodeLabelAgrees(t *testing.T) {
 	if want := platform.DataNodeLabel + "=true"; cluster.DataLabel != want {
 		t.Fatalf("cluster labels the data node %q, the platform selects %q", cluster.DataLabel, want)
+	}
+}
+
+// The README's Outputs table names exactly what the program exports, across
+// the modes (generated SSH key in staging, given keys in prod, no cloud).
+func TestReadmeListsEveryStackOutput(t *testing.T) {
+	exported := map[string]bool{}
+	for _, tc := range []struct {
+		stack    string
+		override map[string]string
+	}{
+		{"staging", nil},
+		{"prod", nil},
+		{"staging", map[string]string{
+			"pressroom:cluster": `{"mode":"existing"}`, "pressroom:kubeconfig": localKubeconfig,
+			"pressroom:registry": `{"kind":"none"}`, "pressroom:images": pinnedImages(),
+		}},
+	} {
+		for k := range mustDeploy(t, tc.stack, tc.override).outputs {
+			exported[k] = true
+		}
+	}
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := string(readme)
+	start := strings.Index(section, "\n## Outputs\n")
+	if start < 0 {
+		t.Fatal("README has no ## Outputs section")
+	}
+	section = section[start+1:]
+	if end := strings.Index(section[3:], "\n## "); end >= 0 {
+		section = section[:end+3]
+	}
+	documented := map[string]bool{}
+	for _, line := range strings.Split(section, "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 3 || !strings.Contains(cells[1], "`") {
+			continue
+		}
+		for _, name := range regexp.MustCompile("`([A-Za-z0-9]+)`").FindAllStringSubmatch(cells[1], -1) {
+			documented[name[1]] = true
+		}
+	}
+	for k := range exported {
+		if !documented[k] {
+			t.Errorf("stack output %q is not in the README's Outputs table", k)
+		}
+	}
+	for k := range documented {
+		if !exported[k] {
+			t.Errorf("the README's Outputs table lists %q, which no stack exports", k)
+		}
+	}
+	if len(exported) < 12 {
+		t.Errorf("only %d outputs exported: %v", len(exported), exported)
 	}
 }

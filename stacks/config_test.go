@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -454,5 +455,41 @@ func TestReadStackFileRefusesEncryptedValues(t *testing.T) {
 	}
 	if _, err := ReadStackFile(path); err == nil || !strings.Contains(err.Error(), "pressroom:resendApiKey holds an encrypted secret") {
 		t.Errorf("encrypted value accepted: %v", err)
+	}
+}
+
+// Every setting the loader reads is in the README: a group's field either as
+// `group.field` or named on a line that mentions the group (the tables write
+// `cluster.region` / `size` / `image`).
+func TestReadmeDocumentsEverySetting(t *testing.T) {
+	raw, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(raw), "\n")
+	mentions := func(line, word string) bool {
+		return regexp.MustCompile(`(^|[^A-Za-z0-9])` + regexp.QuoteMeta(word) + `([^A-Za-z0-9]|$)`).MatchString(line)
+	}
+	settings := KnownSettings()
+	if len(settings) < 40 {
+		t.Fatalf("only %d settings known: %v", len(settings), settings)
+	}
+	for _, s := range settings {
+		group, name, grouped := strings.Cut(s, ".")
+		found := false
+		for _, line := range lines {
+			if !grouped && strings.Contains(line, "`"+s+"`") {
+				found = true
+			}
+			if grouped && (strings.Contains(line, "`"+s) || (strings.Contains(line, "`"+group+".") && mentions(line, name))) {
+				found = true
+			}
+			if found {
+				break
+			}
+		}
+		if !found {
+			t.Errorf("setting %s is not documented in the README", s)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -114,6 +115,22 @@ type loader struct {
 	stack    string
 	values   map[string]string
 	problems []string
+	settings []string // every group.field the loader reads
+}
+
+// KnownSettings lists every setting: the top-level keys (secrets included)
+// and each group's fields as group.field.
+func KnownSettings() []string {
+	l := &loader{stack: "settings", values: map[string]string{}}
+	l.build()
+	out := append([]string{}, l.settings...)
+	for _, k := range KnownKeys() {
+		if !slices.ContainsFunc(l.settings, func(s string) bool { return strings.HasPrefix(s, k+".") }) {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func (l *loader) problemf(key, format string, args ...any) {
@@ -135,6 +152,9 @@ func fs(name string, dst any, set *bool) field { return field{name: name, dst: d
 // object decodes the JSON object stored at key into fields, reporting unknown
 // settings and wrong types with the full dotted path.
 func (l *loader) object(key string, fields ...field) {
+	for _, fl := range fields {
+		l.settings = append(l.settings, key+"."+fl.name)
+	}
 	raw, ok := l.values[key]
 	if !ok || strings.TrimSpace(raw) == "" {
 		return

@@ -1,0 +1,49 @@
+package offline
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"pressroom.dev/tools/toolchain"
+)
+
+// A digitalocean stack's first `pulumi preview` runs before any droplet
+// exists, so the Kubernetes provider's kubeconfig is unknown. The upgrades
+// component applies the controller's release with a provider-side component
+// (yaml/v2 ConfigGroup), the kind helm/v4 Chart is, which fails in exactly
+// that preview (pulumi-kubernetes#3027). This keeps the README's "preview
+// works on an empty stack" true for it, in the real engine and provider.
+func TestUpgradesPreviewBeforeTheClusterExists(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the real Pulumi engine")
+	}
+	repo, err := Repo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	tools, err := toolchain.EnsurePulumi(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewProject(t.TempDir(), "previewcheck", filepath.Join(repo, "infra", "internal", "previewcheck"), tools, RaceBuild())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := p.Run(ctx, "", "stack", "init", "staging"); err != nil {
+		t.Fatalf("stack init: %v\n%s", err, out)
+	}
+	out, err := p.Run(ctx, "", "preview", "-s", "staging", "--non-interactive", "--diff")
+	if err != nil {
+		t.Fatalf("preview before the cluster exists fails: %v\n%s", err, out)
+	}
+	for _, want := range []string{"kubernetes:yaml/v2:ConfigGroup", "kubernetes:upgrade.cattle.io/v1:Plan", "v1.31.4+k3s1"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("preview does not show %s:\n%s", want, out)
+		}
+	}
+}

@@ -4,6 +4,8 @@
 package main
 
 import (
+	"context"
+
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"pressroom.dev/infra/cluster"
@@ -16,7 +18,7 @@ import (
 
 func main() {
 	pulumi.Run(func(ctx *pulumi.Context) error {
-		out, err := deploy(ctx, cluster.WaitReady)
+		out, err := deploy(ctx, cluster.Live)
 		for k, v := range out {
 			ctx.Export(k, v)
 		}
@@ -24,9 +26,9 @@ func main() {
 	})
 }
 
-// deploy composes the stack and returns its stack outputs; ready is the API
-// readiness gate (tests pass their own).
-func deploy(ctx *pulumi.Context, ready cluster.ReadyFunc) (map[string]pulumi.Input, error) {
+// deploy composes the stack and returns its stack outputs; probes ask the
+// live API server (tests pass their own).
+func deploy(ctx *pulumi.Context, probes cluster.Probes) (map[string]pulumi.Input, error) {
 	out := map[string]pulumi.Input{}
 	cfg, err := stacks.FromPulumi(ctx)
 	if err != nil {
@@ -38,7 +40,7 @@ func deploy(ctx *pulumi.Context, ready cluster.ReadyFunc) (map[string]pulumi.Inp
 			return nil, err
 		}
 	}
-	kube, err := cluster.NewKube(ctx, cfg, cl, ready)
+	kube, err := cluster.NewKube(ctx, cfg, cl, probes.Ready)
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +52,7 @@ func deploy(ctx *pulumi.Context, ready cluster.ReadyFunc) (map[string]pulumi.Inp
 	if err := platformLayer(ctx, cfg, kube, out); err != nil {
 		return out, err
 	}
-	return out, upgradesLayer(ctx, cfg, kube, out)
+	return out, upgradesLayer(ctx, cfg, kube, probes.NodeVersions, out)
 }
 
 // cloud declares the DigitalOcean and Cloudflare resources.
@@ -115,14 +117,24 @@ func platformLayer(ctx *pulumi.Context, cfg *stacks.Config, kube *cluster.Kube, 
 }
 
 // upgradesLayer keeps the K3s servers at cluster.k3sVersion (when enabled).
-func upgradesLayer(ctx *pulumi.Context, cfg *stacks.Config, kube *cluster.Kube, out map[string]pulumi.Input) error {
+// On `up` the nodes' versions are read first, so a downgrade or a skipped
+// minor version is refused before the Plan changes; a preview shows the change.
+func upgradesLayer(ctx *pulumi.Context, cfg *stacks.Config, kube *cluster.Kube, nodeVersions cluster.NodeVersionsFunc, out map[string]pulumi.Input) error {
 	if !cfg.Upgrades.Enabled {
 		return nil
+	}
+	var running pulumi.StringArrayInput
+	if !ctx.DryRun() && nodeVersions != nil && cfg.Cluster.Mode != stacks.ModeRender {
+		// Versions are not secret, though the kubeconfig they come from is.
+		running = pulumi.Unsecret(kube.Kubeconfig.ApplyTWithContext(ctx.Context(), func(c context.Context, kc string) ([]string, error) {
+			return nodeVersions(c, kc)
+		})).(pulumi.StringArrayOutput)
 	}
 	u, err := upgrades.New(ctx, "k3s-upgrades", &upgrades.Args{
 		K3sVersion:        cfg.Cluster.K3sVersion,
 		Install:           cfg.Upgrades.Install,
 		ControllerVersion: cfg.Upgrades.ControllerVersion,
+		RunningVersions:   running,
 		DependsOn:         kube.DependsOn,
 	}, pulumi.Provider(kube.Provider))
 	if err != nil {

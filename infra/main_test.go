@@ -47,6 +47,8 @@ type run struct {
 	outputs map[string]any
 	secret  map[string]bool
 	probed  []string // kubeconfigs handed to the readiness gate
+	// versionsAsked counts the reads of the nodes' versions (the upgrade check).
+	versionsAsked int
 }
 
 func stackConfig(t *testing.T, stack string, override map[string]string) map[string]string {
@@ -66,6 +68,12 @@ func stackConfig(t *testing.T, stack string, override map[string]string) map[str
 
 func deployWith(t *testing.T, stack string, config map[string]string) (*run, error) {
 	t.Helper()
+	return deployOn(t, stack, config, []string{stacks.DefaultK3sVersion})
+}
+
+// deployOn is deployWith on nodes that run the given kubelet versions.
+func deployOn(t *testing.T, stack string, config map[string]string, nodeVersions []string) (*run, error) {
+	t.Helper()
 	r := &run{mocks: &cloudmock.Mocks{}, outputs: map[string]any{}, secret: map[string]bool{}}
 	var mu sync.Mutex
 	probe := func(_ context.Context, kc string, timeout time.Duration) error {
@@ -83,7 +91,15 @@ func deployWith(t *testing.T, stack string, config map[string]string) (*run, err
 	}
 	outs := map[string]pulumi.Output{}
 	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
-		out, err := deploy(ctx, probe)
+		out, err := deploy(ctx, cluster.Probes{Ready: probe, NodeVersions: func(_ context.Context, kc string) ([]string, error) {
+			if kc == "" {
+				return nil, fmt.Errorf("node versions asked without a kubeconfig")
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			r.versionsAsked++
+			return nodeVersions, nil
+		}})
 		for k, v := range out {
 			outs[k] = pulumi.ToOutput(v)
 		}
@@ -572,7 +588,7 @@ func TestInvalidConfigFailsBeforeAnyResource(t *testing.T) {
 func TestPlainTextSecretsAreRefused(t *testing.T) {
 	cfg := stackConfig(t, "staging", nil)
 	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
-		_, err := deploy(ctx, nil)
+		_, err := deploy(ctx, cluster.Probes{})
 		return err
 	}, pulumi.WithMocks("pressroom", "staging", &cloudmock.Mocks{}), func(info *pulumi.RunInfo) {
 		info.Config = cfg // no ConfigSecretKeys: as if set without --secret
@@ -678,6 +694,12 @@ func TestWholeGraphPerStack(t *testing.T) {
 			if deps := strings.Join(releases[0].Deps, " "); !strings.Contains(deps, "Droplet") {
 				t.Errorf("the controller is applied before the servers are up: deps %v", releases[0].Deps)
 			}
+			if r.versionsAsked != 1 {
+				t.Errorf("the nodes' versions were read %d times before the Plan, want once", r.versionsAsked)
+			}
+			if v := spec["version"]; v.IsSecret() || v.ContainsUnknowns() {
+				t.Errorf("the Plan's version should be plain text, got %v", v)
+			}
 		})
 	}
 }
@@ -744,5 +766,25 @@ func TestReadmeListsEveryStackOutput(t *testing.T) {
 	}
 	if len(exported) < 12 {
 		t.Errorf("only %d outputs exported: %v", len(exported), exported)
+	}
+}
+
+// The Plan never asks K3s to downgrade a node or to skip a minor version: the
+// update fails with what to set instead.
+func TestK3sVersionIsCheckedAgainstTheNodes(t *testing.T) {
+	for _, tc := range []struct {
+		nodes []string
+		want  string
+	}{
+		{[]string{"v1.31.4+k3s1", "v1.32.2+k3s1"}, "cluster.k3sVersion v1.31.4+k3s1 is older than v1.32.2+k3s1, which a node runs: K3s does not support downgrades; set cluster.k3sVersion to v1.32.2+k3s1 or newer"},
+		{[]string{"v1.29.9+k3s1"}, "cluster.k3sVersion v1.31.4+k3s1 skips a minor version: the oldest node runs v1.29.9; upgrade to a v1.30 release first"},
+	} {
+		_, err := deployOn(t, "staging", stackConfig(t, "staging", nil), tc.nodes)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("nodes %v: got %v, want %q", tc.nodes, err, tc.want)
+		}
+	}
+	if _, err := deployOn(t, "staging", stackConfig(t, "staging", nil), []string{"v1.30.6+k3s1", "v1.31.4+k3s1"}); err != nil {
+		t.Errorf("one minor ahead of the oldest node is an upgrade: %v", err)
 	}
 }

@@ -134,7 +134,7 @@ rollback() {
   parse_common "$@"
   [[ "$to" =~ ^[0-9]+$ ]] || die "--to must be an update number from 'tools/pulumi.sh history -s $stack' (got '${to}')"
   setup
-  local hist entry cfg cur key
+  local hist entry cfg cur key k3s
   hist=$(history_json --show-secrets) || die "cannot read the history of stack '$stack'"
   entry=$(jq -c --argjson n "$to" 'map(select(.version == $n)) | first // empty' <<<"$hist")
   [ -n "$entry" ] || die "stack '$stack' has no update $to; its updates are: $(jq -r 'map(.version|tostring) | join(" ")' <<<"$hist")"
@@ -143,6 +143,8 @@ rollback() {
   cfg=$(jq -c '.config' <<<"$entry")
   jq -e 'all(.[]; .value != "ERROR_UNABLE_TO_DECRYPT" and ((.secret | not) or .value != null))' <<<"$cfg" >/dev/null \
     || die "cannot decrypt the secrets of update $to (set PULUMI_CONFIG_PASSPHRASE or log in to its secrets provider)"
+  # K3s cannot go back a version: the servers keep the one they run now.
+  k3s=$(pulumi_ config get -s "$stack" --path pressroom:cluster.k3sVersion 2>/dev/null || true)
   # Keys added after update N are removed so the config is exactly N's.
   cur=$(pulumi_ config -s "$stack" --json)
   while read -r key; do
@@ -156,6 +158,10 @@ rollback() {
     jq -j --arg k "$key" '.[$k].value' <<<"$cfg" | pulumi_ config set -s "$stack" --secret --raw "$key" >/dev/null
   done < <(jq -r 'to_entries[] | select(.value.secret and (.value.objectValue == null)) | .key' <<<"$cfg")
   set_all "$(jq -c 'with_entries(select(.value.secret and .value.objectValue != null))' <<<"$cfg")"
+  if [ -n "$k3s" ] && [ "$(pulumi_ config get -s "$stack" --path pressroom:cluster.k3sVersion 2>/dev/null || true)" != "$k3s" ]; then
+    pulumi_ config set -s "$stack" --path pressroom:cluster.k3sVersion "$k3s"
+    echo "pulumi.sh: kept cluster.k3sVersion at $k3s (K3s does not support downgrades)" >&2
+  fi
   echo "pulumi.sh: stack '$stack' config restored to update $to; deploying it" >&2
   pulumi_ up -s "$stack" ${yes} --message "rollback to update $to"
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -159,21 +160,87 @@ func dataOrFile(data, file string) ([]byte, error) {
 // ReadyFunc blocks until the API server of kubeconfig is ready, or fails.
 type ReadyFunc func(ctx context.Context, kubeconfig string, timeout time.Duration) error
 
+// NodeVersionsFunc lists the kubelet version of every node of kubeconfig's cluster.
+type NodeVersionsFunc func(ctx context.Context, kubeconfig string) ([]string, error)
+
+// Probes are the program's two questions to a live API server; tests pass
+// their own.
+type Probes struct {
+	Ready        ReadyFunc
+	NodeVersions NodeVersionsFunc
+}
+
+// Live asks the real API server.
+var Live = Probes{Ready: WaitReady, NodeVersions: NodeVersions}
+
+// apiClient is an HTTP client with kubeconfig's current credentials.
+func apiClient(kubeconfig string) (server string, client *http.Client, token string, err error) {
+	kc, err := ParseKubeconfig(kubeconfig)
+	if err != nil {
+		return "", nil, "", err
+	}
+	server, tlsCfg, token, err := kc.Current()
+	if err != nil {
+		return "", nil, "", err
+	}
+	return server, &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg}}, token, nil
+}
+
+// NodeVersions reads status.nodeInfo.kubeletVersion of every node
+// (GET /api/v1/nodes).
+func NodeVersions(ctx context.Context, kubeconfig string) ([]string, error) {
+	server, client, token, err := apiClient(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	defer client.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, server+"/api/v1/nodes", nil)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes API %s: %w", server, err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("list nodes on %s: %w", server, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, fmt.Errorf("list nodes on %s: HTTP %d: %s", server, resp.StatusCode, body)
+	}
+	var list struct {
+		Items []struct {
+			Status struct {
+				NodeInfo struct {
+					KubeletVersion string `json:"kubeletVersion"`
+				} `json:"nodeInfo"`
+			} `json:"status"`
+		} `json:"items"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		return nil, fmt.Errorf("list nodes on %s: %w", server, err)
+	}
+	var out []string
+	for _, n := range list.Items {
+		if v := n.Status.NodeInfo.KubeletVersion; v != "" {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
 // pollInterval is how often WaitReady asks /readyz.
 var pollInterval = 5 * time.Second
 
 // WaitReady polls GET <server>/readyz with the kubeconfig's credentials until
 // it answers 200, and fails with a clear error after timeout.
 func WaitReady(ctx context.Context, kubeconfig string, timeout time.Duration) error {
-	kc, err := ParseKubeconfig(kubeconfig)
+	server, client, token, err := apiClient(kubeconfig)
 	if err != nil {
 		return err
 	}
-	server, tlsCfg, token, err := kc.Current()
-	if err != nil {
-		return err
-	}
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg}}
 	defer client.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

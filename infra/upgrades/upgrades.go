@@ -10,6 +10,7 @@ package upgrades
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apiextensions"
@@ -53,7 +54,11 @@ type Args struct {
 	K3sVersion        string // the version every server is kept at, e.g. v1.31.4+k3s1
 	Install           bool   // false: the cluster already runs system-upgrade-controller
 	ControllerVersion string // pinned controller release, e.g. v0.16.1
-	DependsOn         []pulumi.Resource
+	// RunningVersions, when set, are the nodes' kubelet versions now: the
+	// Plan is not changed if K3sVersion would downgrade a node or skip a
+	// minor version (CheckVersion).
+	RunningVersions pulumi.StringArrayInput
+	DependsOn       []pulumi.Resource
 }
 
 // K3sUpgrades is the component.
@@ -98,7 +103,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 			Namespace: pulumi.String(Namespace),
 			Labels:    kube.Labels(PlanName, "upgrades"),
 		},
-		OtherFields: kubernetes.UntypedArgs{"spec": PlanSpec(a.K3sVersion)},
+		OtherFields: kubernetes.UntypedArgs{"spec": PlanSpec(checked(a))},
 	}, kube.Child(c, pulumi.DependsOn(ready))...); err != nil {
 		return nil, fmt.Errorf("upgrade plan: %w", err)
 	}
@@ -110,11 +115,81 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	return c, nil
 }
 
+// checked is the Plan's version, resolved only once it passes CheckVersion
+// against the running nodes (when they are known).
+func checked(a Args) pulumi.StringInput {
+	if a.RunningVersions == nil {
+		return pulumi.String(a.K3sVersion)
+	}
+	return a.RunningVersions.ToStringArrayOutput().ApplyT(func(running []string) (string, error) {
+		return a.K3sVersion, CheckVersion(running, a.K3sVersion)
+	}).(pulumi.StringOutput)
+}
+
+type version struct{ major, minor, patch, k3s int } // k3s -1: not a K3s build
+
+var versionRE = regexp.MustCompile(`^v(\d+)\.(\d+)\.(\d+)(?:\+k3s(\d+))?`)
+
+func parseVersion(s string) (version, bool) {
+	m := versionRE.FindStringSubmatch(s)
+	if m == nil {
+		return version{}, false
+	}
+	n := func(x string) int { v, _ := strconv.Atoi(x); return v }
+	v := version{n(m[1]), n(m[2]), n(m[3]), -1}
+	if m[4] != "" {
+		v.k3s = n(m[4])
+	}
+	return v, true
+}
+
+// older reports whether a is an earlier release than b (K3s build numbers
+// count only when both have one).
+func (a version) older(b version) bool {
+	for _, d := range [][2]int{{a.major, b.major}, {a.minor, b.minor}, {a.patch, b.patch}} {
+		if d[0] != d[1] {
+			return d[0] < d[1]
+		}
+	}
+	return a.k3s >= 0 && b.k3s >= 0 && a.k3s < b.k3s
+}
+
+// CheckVersion refuses a target K3s version that would downgrade any node
+// (K3s does not support downgrades) or that is more than one minor version
+// ahead of the oldest node (Kubernetes' version skew policy, which the
+// controller does not enforce). Node versions it cannot read are skipped.
+func CheckVersion(running []string, target string) error {
+	t, ok := parseVersion(target)
+	if !ok {
+		return fmt.Errorf("upgrades: K3s version %q must be a pinned release like v1.31.4+k3s1", target)
+	}
+	var oldest *version
+	for _, r := range running {
+		v, ok := parseVersion(r)
+		if !ok {
+			continue
+		}
+		if t.older(v) {
+			return fmt.Errorf("upgrades: cluster.k3sVersion %s is older than %s, which a node runs: K3s does not support downgrades; "+
+				"set cluster.k3sVersion to %s or newer (a rollback keeps the K3s version it has)", target, r, r)
+		}
+		if oldest == nil || v.older(*oldest) {
+			oldest = &v
+		}
+	}
+	if oldest != nil && t.major == oldest.major && t.minor > oldest.minor+1 {
+		return fmt.Errorf("upgrades: cluster.k3sVersion %s skips a minor version: the oldest node runs v%d.%d.%d; "+
+			"upgrade to a v%d.%d release first (Kubernetes' version skew policy)",
+			target, oldest.major, oldest.minor, oldest.patch, oldest.major, oldest.minor+1)
+	}
+	return nil
+}
+
 // PlanSpec upgrades the servers one at a time (concurrency 1 keeps two of
 // three etcd members up), cordoned while K3s restarts so nothing new is
 // scheduled there. Pods are not drained: on a single server there is nowhere
 // to move them, and K3s restarts without stopping running containers.
-func PlanSpec(k3sVersion string) pulumi.Map {
+func PlanSpec(k3sVersion pulumi.StringInput) pulumi.Map {
 	return pulumi.Map{
 		"concurrency": pulumi.Int(1),
 		"cordon":      pulumi.Bool(true),
@@ -124,6 +199,6 @@ func PlanSpec(k3sVersion string) pulumi.Map {
 		}}},
 		"serviceAccountName": pulumi.String(ServiceAccount),
 		"upgrade":            pulumi.Map{"image": pulumi.String(UpgradeImage)},
-		"version":            pulumi.String(k3sVersion),
+		"version":            k3sVersion,
 	}
 }

@@ -152,3 +152,45 @@ func TestUnpinnedVersionsAreRefused(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckVersion(t *testing.T) {
+	for _, tc := range []struct {
+		running []string
+		target  string
+		want    string // "" = allowed
+	}{
+		{nil, "v1.31.4+k3s1", ""},
+		{[]string{"v1.31.4+k3s1"}, "v1.31.4+k3s1", ""},
+		{[]string{"v1.31.4+k3s1"}, "v1.31.4+k3s2", ""},
+		{[]string{"v1.31.4+k3s1", "v1.31.4+k3s1"}, "v1.32.0+k3s1", ""},
+		{[]string{"v1.31.4+k3s1", "v1.32.1+k3s1"}, "v1.32.1+k3s1", ""}, // an upgrade half done
+		{[]string{"v1.33.13"}, "v1.33.13+k3s1", ""},                    // not a K3s build: build numbers do not count
+		{[]string{"unknown"}, "v1.31.4+k3s1", ""},
+		{[]string{"v1.31.4+k3s2"}, "v1.31.4+k3s1", "older than v1.31.4+k3s2"},
+		{[]string{"v1.31.4+k3s1"}, "v1.31.3+k3s9", "older than v1.31.4+k3s1"},
+		{[]string{"v1.32.0+k3s1", "v1.31.4+k3s1"}, "v1.31.9+k3s1", "older than v1.32.0+k3s1"},
+		{[]string{"v1.31.4+k3s1"}, "v2.0.0+k3s1", ""},
+		{[]string{"v1.31.4+k3s1"}, "v1.33.0+k3s1", "skips a minor version: the oldest node runs v1.31.4; upgrade to a v1.32 release first"},
+		{[]string{"v1.32.4+k3s1", "v1.31.4+k3s1"}, "v1.33.1+k3s1", "the oldest node runs v1.31.4"},
+		{[]string{"v1.31.4+k3s1"}, "latest", "must be a pinned release"},
+	} {
+		err := CheckVersion(tc.running, tc.target)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%v -> %s: refused: %v", tc.running, tc.target, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%v -> %s: got %v, want %q", tc.running, tc.target, err, tc.want)
+		}
+	}
+}
+
+func TestPlanWaitsForTheVersionCheck(t *testing.T) {
+	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
+		_, err := New(ctx, "k3s-upgrades", &Args{K3sVersion: "v1.31.4+k3s1", Install: false,
+			RunningVersions: pulumi.ToStringArray([]string{"v1.32.0+k3s1"})})
+		return err
+	}, pulumi.WithMocks("pressroom", "staging", &recorder{}))
+	if err == nil || !strings.Contains(err.Error(), "K3s does not support downgrades") {
+		t.Errorf("a downgrade reached the Plan: %v", err)
+	}
+}

@@ -66,9 +66,11 @@ func TestInfraProgram(t *testing.T) {
 			"pressroom:certManager.install":    "false",
 			"pressroom:app.googleLoginEnabled": "false",
 			"pressroom:registry.kind":          "none",
-			// as on a K3s cluster that already runs system-upgrade-controller
-			"pressroom:upgrades.enabled": "true",
-			"pressroom:upgrades.install": "false",
+			// as on a K3s cluster that already runs system-upgrade-controller,
+			// at the version the fake node reports (v1.33.13)
+			"pressroom:upgrades.enabled":   "true",
+			"pressroom:upgrades.install":   "false",
+			"pressroom:cluster.k3sVersion": "v1.33.13+k3s1",
 		},
 		Secrets:   map[string]string{"pressroom:kubeconfig": string(kubeconfig)},
 		ImagesKey: "pressroom:images",
@@ -89,7 +91,12 @@ func TestInfraProgram(t *testing.T) {
 		},
 		AfterUp: func(ctx context.Context, t *testing.T, c *localkube.Cluster) {
 			readmeJobsAdmitted(ctx, t, c, filepath.Join(repo, "README.md"))
-			upgradePlanOnServer(ctx, t, c, "v1.31.4+k3s1")
+			upgradePlanOnServer(ctx, t, c, "v1.33.13+k3s1")
+			upgradeK3s(ctx, t, c, p, "ci")
+		},
+		AfterRollback: func(ctx context.Context, t *testing.T, c *localkube.Cluster) {
+			// The rollback restored update 1's config but kept the K3s version.
+			upgradePlanOnServer(ctx, t, c, "v1.33.13+k3s2")
 		},
 	}.Run(ctx, t, c, p)
 }
@@ -108,4 +115,28 @@ func upgradePlanOnServer(ctx context.Context, t *testing.T, c *localkube.Cluster
 		t.Fatalf("upgrade plan on the server:\n got  %s\n want %s", got, want)
 	}
 	t.Logf("   upgrade plan on the server: %s", want)
+}
+
+// upgradeK3s: raising cluster.k3sVersion and running `pulumi up` is the
+// upgrade (the Plan changes); a version below the node's is refused and
+// leaves the Plan as it was.
+func upgradeK3s(ctx context.Context, t *testing.T, c *localkube.Cluster, p *Project, stack string) {
+	t.Helper()
+	set := func(v string) {
+		if out, err := p.Run(ctx, "", "config", "set", "-s", stack, "--path", "pressroom:cluster.k3sVersion", v); err != nil {
+			t.Fatalf("config set: %v\n%s", err, out)
+		}
+	}
+	set("v1.32.9+k3s1")
+	out, err := p.Run(ctx, "", "up", "-s", stack, "--yes", "--skip-preview")
+	if err == nil || !strings.Contains(out+err.Error(), "cluster.k3sVersion v1.32.9+k3s1 is older than v1.33.13, which a node runs: K3s does not support downgrades") {
+		t.Fatalf("a K3s downgrade should fail the update with what to set instead; got %v\n%s", err, out)
+	}
+	upgradePlanOnServer(ctx, t, c, "v1.33.13+k3s1")
+	t.Logf("   K3s downgrade refused, the Plan kept its version")
+	set("v1.33.13+k3s2")
+	if out, err := p.Run(ctx, "", "up", "-s", stack, "--yes", "--skip-preview"); err != nil {
+		t.Fatalf("K3s upgrade: %v\n%s", err, out)
+	}
+	upgradePlanOnServer(ctx, t, c, "v1.33.13+k3s2")
 }

@@ -30,6 +30,8 @@ type Scenario struct {
 	WantCounts map[string]int
 	// AfterUp, when set, runs its checks against the stack the first up made.
 	AfterUp func(ctx context.Context, t *testing.T, c *localkube.Cluster)
+	// AfterRollback, when set, runs its checks after the rollback.
+	AfterRollback func(ctx context.Context, t *testing.T, c *localkube.Cluster)
 }
 
 // Run executes every step, failing t with the engine's own output on error.
@@ -141,6 +143,9 @@ func (s Scenario) Run(ctx context.Context, t *testing.T, c *localkube.Cluster, p
 		t.Fatalf("the rollback should be the newest update in the history, got %+v", h)
 	}
 	must(p.Run(ctx, "", "preview", "-s", s.Stack, "--expect-no-changes"))
+	if s.AfterRollback != nil {
+		s.AfterRollback(ctx, t, c)
+	}
 	done()
 
 	// 6. render every object to YAML and let the server validate it.

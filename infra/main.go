@@ -4,8 +4,6 @@
 package main
 
 import (
-	"context"
-
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"pressroom.dev/infra/cluster"
@@ -126,9 +124,7 @@ func upgradesLayer(ctx *pulumi.Context, cfg *stacks.Config, kube *cluster.Kube, 
 	var running pulumi.StringArrayInput
 	if !ctx.DryRun() && nodeVersions != nil && cfg.Cluster.Mode != stacks.ModeRender {
 		// Versions are not secret, though the kubeconfig they come from is.
-		running = pulumi.Unsecret(kube.Kubeconfig.ApplyTWithContext(ctx.Context(), func(c context.Context, kc string) ([]string, error) {
-			return nodeVersions(c, kc)
-		})).(pulumi.StringArrayOutput)
+		running = pulumi.Unsecret(kube.Kubeconfig.ApplyTWithContext(ctx.Context(), nodeVersions)).(pulumi.StringArrayOutput)
 	}
 	u, err := upgrades.New(ctx, "k3s-upgrades", &upgrades.Args{
 		K3sVersion:        cfg.Cluster.K3sVersion,

@@ -1,15 +1,10 @@
 package offline
 
 import (
-	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
-
-	"pressroom.dev/tools/localkube"
-	"pressroom.dev/tools/toolchain"
 )
 
 const digest = "registry.example.com/pressroom/%s@sha256:%064d"
@@ -21,24 +16,8 @@ func img(svc string, n int) string { return fmt.Sprintf(digest, svc, n) }
 // localkube, tools/pulumi.sh (rollback, manifests) and the harness on their
 // own, independent of infra/.
 func TestFixtureProgram(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the real Pulumi engine")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Minute)
-	defer cancel()
-	tools, err := toolchain.EnsurePulumi(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := localkube.Start(ctx, localkube.Options{Log: testLog{t}, FakeNode: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Stop()
-	kubeconfig, err := os.ReadFile(c.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, tools := engineTest(t, 55*time.Minute)
+	c, kubeconfig := startCluster(ctx, t)
 	program, err := filepath.Abs("testdata/program")
 	if err != nil {
 		t.Fatal(err)

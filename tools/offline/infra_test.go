@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"pressroom.dev/tools/localkube"
-	"pressroom.dev/tools/toolchain"
 )
 
 var services = []string{"auth", "article", "media", "notification", "web"}
@@ -19,9 +18,6 @@ var services = []string{"auth", "article", "media", "notification", "web"}
 // provider's readiness waits complete), local file backend, prebuilt image
 // references, cert-manager install off, fixture CRDs.
 func TestInfraProgram(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the real Pulumi engine")
-	}
 	repo, err := Repo()
 	if err != nil {
 		t.Fatal(err)
@@ -29,21 +25,8 @@ func TestInfraProgram(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(repo, "infra", "main.go")); err != nil {
 		t.Skip("infra/main.go is not in the tree yet (issue 7)")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Minute)
-	defer cancel()
-	tools, err := toolchain.EnsurePulumi(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := localkube.Start(ctx, localkube.Options{Log: testLog{t}, FakeNode: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Stop()
-	kubeconfig, err := os.ReadFile(c.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, tools := engineTest(t, 55*time.Minute)
+	c, kubeconfig := startCluster(ctx, t)
 	fixtures, err := os.ReadFile("testdata/fixture-crds.yaml")
 	if err != nil {
 		t.Fatal(err)

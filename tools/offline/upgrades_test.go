@@ -1,13 +1,10 @@
 package offline
 
 import (
-	"context"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"pressroom.dev/tools/toolchain"
 )
 
 // A digitalocean stack's first `pulumi preview` runs before any droplet
@@ -17,16 +14,8 @@ import (
 // that preview (pulumi-kubernetes#3027). This keeps the README's "preview
 // works on an empty stack" true for it, in the real engine and provider.
 func TestUpgradesPreviewBeforeTheClusterExists(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the real Pulumi engine")
-	}
+	ctx, tools := engineTest(t, 30*time.Minute)
 	repo, err := Repo()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-	defer cancel()
-	tools, err := toolchain.EnsurePulumi(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

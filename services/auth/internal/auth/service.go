@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strings"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"pressroom.dev/kit/authz"
+	"pressroom.dev/kit/redirect"
 	"pressroom.dev/kit/token"
 )
 
@@ -100,7 +100,7 @@ func (s *Service) StartSignIn(ctx context.Context, clientIP, returnTo string) (a
 		return "", "", err
 	}
 	state, nonce, verifier := randomToken(24), randomToken(24), randomToken(48)
-	if err := s.cache.PutSignIn(ctx, state, signInState{Nonce: nonce, Verifier: verifier, ReturnTo: SafeReturnTo(returnTo)}, s.set.SignInStateTTL); err != nil {
+	if err := s.cache.PutSignIn(ctx, state, signInState{Nonce: nonce, Verifier: verifier, ReturnTo: redirect.LocalPath(returnTo)}, s.set.SignInStateTTL); err != nil {
 		return "", "", err
 	}
 	authURL, err = s.provider.AuthURL(ctx, state, nonce, verifier)
@@ -330,19 +330,6 @@ func (s *Service) SetRoles(ctx context.Context, p authz.Principal, userID string
 		s.log.InfoContext(ctx, "roles changed", "actor_id", p.UserID, "user_id", u.ID, "roles", u.Roles)
 	}
 	return u, err
-}
-
-// SafeReturnTo keeps only local paths ("/admin"), so a sign-in can never
-// bounce the browser to another site; anything else becomes "/".
-func SafeReturnTo(p string) string {
-	if p == "" || !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.ContainsAny(p, "\\\r\n\t") {
-		return "/"
-	}
-	u, err := url.Parse(p)
-	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil {
-		return "/"
-	}
-	return p
 }
 
 func minTime(a, b time.Time) time.Time {

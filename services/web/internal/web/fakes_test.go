@@ -262,6 +262,7 @@ type fakeAuth struct {
 	signOuts []string
 	setRoles map[string][]string
 	lastXFF  string
+	returnTo string // what FinishSignIn answers; "" = /admin
 }
 
 func (f *fakeAuth) tokens(u *authv1.User) *authv1.Tokens {
@@ -297,7 +298,13 @@ func (f *fakeAuth) FinishSignIn(_ context.Context, req *connect.Request[authv1.F
 	if u == nil || req.Msg.State != "st-123" {
 		return nil, connectkit.InvalidArgument("the sign-in code is invalid or expired")
 	}
-	return connect.NewResponse(&authv1.FinishSignInResponse{User: u, Tokens: f.tokens(u), ReturnTo: "/admin"}), nil
+	f.mu.Lock()
+	ret := f.returnTo
+	f.mu.Unlock()
+	if ret == "" {
+		ret = "/admin"
+	}
+	return connect.NewResponse(&authv1.FinishSignInResponse{User: u, Tokens: f.tokens(u), ReturnTo: ret}), nil
 }
 
 func (f *fakeAuth) Refresh(_ context.Context, req *connect.Request[authv1.RefreshRequest]) (*connect.Response[authv1.RefreshResponse], error) {

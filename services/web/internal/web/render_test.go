@@ -86,18 +86,6 @@ func FuzzMarkdownIsInert(f *testing.F) {
 	})
 }
 
-func FuzzLocalPath(f *testing.F) {
-	for _, s := range []string{"/", "/admin", "//evil.example", "/\\evil", "https://x", "/a?b=c", "\t/x"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, in string) {
-		out := localPath(in)
-		if !strings.HasPrefix(out, "/") || strings.HasPrefix(out, "//") || strings.HasPrefix(out, "/\\") || strings.ContainsAny(out, "\r\n") {
-			t.Fatalf("localPath(%q) = %q leaves the site", in, out)
-		}
-	})
-}
-
 func BenchmarkMarkdownRender(b *testing.B) {
 	md := NewMarkdown()
 	src := strings.Repeat("## Section\n\nA paragraph with *emphasis*, `code` and a [link](https://example.org).\n\n- one\n- two\n\n", 20)

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"pressroom.dev/kit/connectkit"
+	"pressroom.dev/kit/redirect"
 	authv1 "pressroom.dev/proto/gen/auth/v1"
 )
 
@@ -79,22 +80,14 @@ func maxAge(ts *timestamppb.Timestamp, now time.Time, def time.Duration) int {
 	return int(d.Seconds())
 }
 
-// localPath keeps redirects on this site: only "/something", never "//host" or "/\host".
-func localPath(p string) string {
-	if p == "" || p[0] != '/' || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") || strings.ContainsAny(p, "\r\n") {
-		return "/"
-	}
-	return p
-}
-
 // login is the public entry point; /auth/login sees the refresh cookie.
 func (a *App) login(c *gin.Context) {
-	c.Redirect(http.StatusFound, "/auth/login?return_to="+url.QueryEscape(localPath(c.Query("return_to"))))
+	c.Redirect(http.StatusFound, "/auth/login?return_to="+url.QueryEscape(redirect.LocalPath(c.Query("return_to"))))
 }
 
 // authLogin reuses a live session when there is one, else starts OIDC through auth.
 func (a *App) authLogin(c *gin.Context) {
-	ret := localPath(c.Query("return_to"))
+	ret := redirect.LocalPath(c.Query("return_to"))
 	if ret == "/login" || strings.HasPrefix(ret, "/auth/") {
 		ret = "/"
 	}
@@ -142,7 +135,7 @@ func (a *App) callback(c *gin.Context) {
 		return
 	}
 	a.storeTokens(c, res.Msg.GetTokens())
-	c.Redirect(http.StatusFound, localPath(res.Msg.GetReturnTo()))
+	c.Redirect(http.StatusFound, redirect.LocalPath(res.Msg.GetReturnTo()))
 }
 
 // refresh rotates the refresh token for a new access token, then goes back.
@@ -150,7 +143,7 @@ func (a *App) callback(c *gin.Context) {
 // shown signed out, so a reader is never pushed into a sign-in.
 func (a *App) refresh(c *gin.Context) {
 	c.Header("Cache-Control", "no-store")
-	ret := localPath(c.Query("return_to"))
+	ret := redirect.LocalPath(c.Query("return_to"))
 	rt, err := c.Request.Cookie(cookieRefresh)
 	if err != nil || rt.Value == "" {
 		a.signedOutTo(c, ret)
@@ -193,7 +186,7 @@ func (a *App) toRefresh(c *gin.Context) {
 		a.replay(c)
 		return
 	}
-	c.Redirect(http.StatusFound, "/auth/refresh?return_to="+url.QueryEscape(localPath(c.Request.URL.RequestURI())))
+	c.Redirect(http.StatusFound, "/auth/refresh?return_to="+url.QueryEscape(redirect.LocalPath(c.Request.URL.RequestURI())))
 	c.Abort()
 }
 
@@ -213,9 +206,9 @@ type replayData struct {
 func (a *App) replay(c *gin.Context) {
 	back := "/admin"
 	if ref, err := url.Parse(c.GetHeader("Referer")); err == nil && ref.Path != "" && sameOrigin(ref, a.origin) {
-		back = localPath(ref.RequestURI())
+		back = redirect.LocalPath(ref.RequestURI())
 	}
-	d := replayData{Action: localPath(c.Request.URL.RequestURI()), Back: back}
+	d := replayData{Action: redirect.LocalPath(c.Request.URL.RequestURI()), Back: back}
 	if strings.HasPrefix(c.ContentType(), "multipart/") {
 		d.Lost = true
 	} else {

@@ -12,6 +12,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/gin-gonic/gin"
 
+	"pressroom.dev/kit/redirect"
 	articlev1 "pressroom.dev/proto/gen/article/v1"
 )
 
@@ -120,7 +121,7 @@ func (a *App) absURL(ref string) string {
 	if strings.HasPrefix(ref, "http://") || strings.HasPrefix(ref, "https://") {
 		return ref
 	}
-	return a.opt.Site.URL + localPath(ref)
+	return a.opt.Site.URL + redirect.LocalPath(ref)
 }
 
 func (a *App) author(c *gin.Context) {

@@ -12,6 +12,14 @@ import (
 
 const maxMetaBox = 1 << 20
 
+// maxIlocExtents caps the extents listed by all the items of an iloc box
+// together. Offset, length and index fields may be zero bytes wide, so an
+// extent can take no room at all and the box size alone does not bound the
+// work: 65535 extents per item times tens of thousands of items fits in a
+// 1 MiB meta box. Real files have a handful of items with one extent each
+// (grids a few hundred).
+const maxIlocExtents = 1 << 16
+
 // isAVIF looks for an ftyp box naming the avif or avis brand.
 func isAVIF(head []byte) bool {
 	if len(head) < 16 || string(head[4:8]) != "ftyp" {
@@ -182,11 +190,13 @@ func checkIloc(b []byte, fileSize int64) error {
 			return corrupt("avif: iloc field size %d", s)
 		}
 	}
-	if version == 0 {
-		idxSize = 0
-	}
 	if version > 2 {
 		return corrupt("avif: iloc version %d", version)
+	}
+	if version == 0 {
+		idxSize = 0 // reserved in version 0
+	} else if idxSize != 0 && idxSize != 4 && idxSize != 8 {
+		return corrupt("avif: iloc index size %d", idxSize)
 	}
 	countLen, idLen := 2, 2
 	if version == 2 {
@@ -196,6 +206,7 @@ func checkIloc(b []byte, fileSize int64) error {
 	if err != nil {
 		return err
 	}
+	total := uint64(0) // extents seen so far, across all items
 	for i := uint64(0); i < count; i++ {
 		if _, err := uint(idLen); err != nil {
 			return err
@@ -217,6 +228,9 @@ func checkIloc(b []byte, fileSize int64) error {
 		extents, err := uint(2)
 		if err != nil {
 			return err
+		}
+		if total += extents; total > maxIlocExtents {
+			return corrupt("avif: iloc lists more than %d extents", maxIlocExtents)
 		}
 		for e := uint64(0); e < extents; e++ {
 			if _, err := uint(idxSize); err != nil {

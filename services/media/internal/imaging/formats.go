@@ -151,6 +151,10 @@ func checkGIF(r io.ReaderAt, size int64) (int, int, error) {
 	if _, err := io.ReadFull(br, lsd[:]); err != nil {
 		return 0, 0, err
 	}
+	// Only the logical screen's size is checked against the limits, so every
+	// frame must lie inside it: browsers grow the canvas to fit a larger one.
+	screenW := int(binary.LittleEndian.Uint16(lsd[6:8]))
+	screenH := int(binary.LittleEndian.Uint16(lsd[8:10]))
 	if lsd[10]&0x80 != 0 {
 		if _, err := br.Discard(3 << ((lsd[10] & 7) + 1)); err != nil {
 			return 0, 0, err
@@ -188,6 +192,11 @@ func checkGIF(r io.ReaderAt, size int64) (int, int, error) {
 			var d [9]byte
 			if _, err := io.ReadFull(br, d[:]); err != nil {
 				return 0, 0, err
+			}
+			left, top := int(binary.LittleEndian.Uint16(d[0:2])), int(binary.LittleEndian.Uint16(d[2:4]))
+			fw, fh := int(binary.LittleEndian.Uint16(d[4:6])), int(binary.LittleEndian.Uint16(d[6:8]))
+			if left+fw > screenW || top+fh > screenH {
+				return 0, 0, corrupt("gif: frame %dx%d at (%d,%d) lies outside the %dx%d screen", fw, fh, left, top, screenW, screenH)
 			}
 			if d[8]&0x80 != 0 {
 				if _, err := br.Discard(3 << ((d[8] & 7) + 1)); err != nil {

@@ -43,6 +43,10 @@ func FormatByExt(ext string) (Format, bool) {
 // will decode them, so absurd dimensions are refused.
 const (
 	MaxSide = 16384
+	// MaxPixels caps width times height (100 megapixels): a 48-50 MP phone
+	// photo passes, a 16384x16384 image that a browser decodes into 1 GiB
+	// does not.
+	MaxPixels = 100_000_000
 	// SniffLen is how many leading bytes Sniff needs at most.
 	SniffLen = 512
 )
@@ -123,6 +127,9 @@ func Inspect(r io.ReaderAt, size int64) (Info, error) {
 	}
 	if w > MaxSide || h > MaxSide {
 		return Info{}, fmt.Errorf("%w: %dx%d is larger than %d pixels on a side", ErrCorrupt, w, h, MaxSide)
+	}
+	if w*h > MaxPixels { // w and h are at most MaxSide here: no overflow
+		return Info{}, fmt.Errorf("%w: %dx%d is %d megapixels, more than the %d allowed", ErrCorrupt, w, h, (w*h+999_999)/1_000_000, MaxPixels/1_000_000)
 	}
 	return Info{Format: f, Width: w, Height: h}, nil
 }

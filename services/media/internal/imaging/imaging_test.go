@@ -200,7 +200,7 @@ func FuzzInspect(f *testing.F) {
 			}
 			return
 		}
-		if info.Width <= 0 || info.Height <= 0 || info.Width > MaxSide || info.Height > MaxSide {
+		if info.Width <= 0 || info.Height <= 0 || info.Width > MaxSide || info.Height > MaxSide || info.Width*info.Height > MaxPixels {
 			t.Fatalf("accepted impossible size %+v", info)
 		}
 		if f, ok := Sniff(b[:min(len(b), SniffLen)]); !ok || f != info.Format {

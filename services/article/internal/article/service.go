@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -181,23 +182,31 @@ func baseSlug(title string) string {
 }
 
 // withFreeSlug calls try with base, or base-N for the next free N when base
-// is taken. A concurrent writer may take the same slug first; then it
-// looks again, a few times.
+// is taken (a random suffix once N would pass maxSlugNumber, see freeSlug).
+// A concurrent writer may take the same slug first; then it looks again, a
+// few times. If the lookup offers a slug already refused in this loop,
+// numbering is stuck, so that attempt draws a random suffix instead.
 func withFreeSlug(ctx context.Context, tx pgx.Tx, base string, try func(slug string) error) error {
+	refused := make([]string, 0, maxSlugRetries)
 	for range maxSlugRetries {
 		slug, err := freeSlug(ctx, tx, base)
+		if err == nil && slices.Contains(refused, slug) {
+			slug, err = withRandomSuffix(base)
+		}
 		if err != nil {
 			return err
 		}
 		if err := try(slug); !errors.Is(err, errSlugTaken) {
 			return err
 		}
+		refused = append(refused, slug)
 	}
 	return &Error{KindConflict, fmt.Sprintf("no free slug near %q; set one explicitly", base)}
 }
 
 // loadForWrite locks the article and checks the caller may change it.
-// Drafts the caller may not read look absent, so their existence never leaks.
+// A draft the caller may not read answers NotFound, like a missing id; what
+// that does and does not hide is spelled out on checkWrite.
 func (s *Service) loadForWrite(ctx context.Context, tx pgx.Tx, p authz.Principal, id string, deleting bool) (*Article, error) {
 	if !p.Authenticated() {
 		return nil, errUnauthorized
@@ -215,8 +224,12 @@ func (s *Service) loadForWrite(ctx context.Context, tx pgx.Tx, p authz.Principal
 	return a, checkWrite(p, a, deleting)
 }
 
-// checkWrite says whether p may change (or delete) a. Drafts p may not
-// read look absent, so their existence never leaks.
+// checkWrite says whether p may change (or delete) a. A draft p may not read
+// answers NotFound here, as it does from GetArticle (by id or slug), and
+// ListArticles leaves it out: no call shows such a draft. Its slug is not
+// hidden, though: slugs are unique across all articles, so the namespace is
+// shared and a taken slug is visible as taken (CreateArticle or UpdateArticle
+// with that slug answers AlreadyExists; a same-titled article gets "-2").
 func checkWrite(p authz.Principal, a *Article, deleting bool) error {
 	if !p.CanReadArticle(a.Status == StatusPublished, a.AuthorID) {
 		return errNotFound

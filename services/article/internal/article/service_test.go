@@ -325,3 +325,78 @@ func (e *env) genericPlan(t *testing.T, settings, stmt, sql, args string) string
 	}
 	return strings.Join(lines, "\n")
 }
+
+// TestSlugSuffixCannotBePoisoned: an explicit "<base>-999999" (the largest
+// suffix the lookup counts) must not stop generated slugs for that title; the
+// numbering falls back to random suffixes instead of failing for good.
+func TestSlugSuffixCannotBePoisoned(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	long := strings.Repeat("abcdefghij ", 7) + "abcdefghijk and more" // base cut to exactly MaxSlugLen-8 bytes
+	for _, title := range []string{"Bar", long} {
+		base := baseSlug(title)
+		if title == long && len(base) != MaxSlugLen-8 {
+			t.Fatalf("long base is %d bytes, want %d", len(base), MaxSlugLen-8)
+		}
+		if _, err := e.svc.Create(ctx, authorB.principal(), Fields{Title: ptr(title)}); err != nil {
+			t.Fatal(err)
+		}
+		poison, err := e.svc.Create(ctx, authorB.principal(), Fields{Title: ptr("Poison"), Slug: ptr(base + "-999999")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		taken := map[string]bool{base: true, poison.Slug: true}
+		for i := range 2 {
+			a, err := e.svc.Create(ctx, authorA.principal(), Fields{Title: ptr(title)})
+			if err != nil {
+				t.Fatalf("%q: create #%d after %q: %v", base, i+1, poison.Slug, err)
+			}
+			if taken[a.Slug] {
+				t.Fatalf("%q: create #%d got slug %q, already in use", base, i+1, a.Slug)
+			}
+			if err := ValidateSlug(a.Slug); err != nil || !isSuffixOf(a.Slug, base) {
+				t.Fatalf("%q: create #%d got slug %q: not base plus a numeric suffix (%v)", base, i+1, a.Slug, err)
+			}
+			taken[a.Slug] = true
+			// Re-saving the unchanged title keeps the fallback slug.
+			got, err := e.svc.Update(ctx, authorA.principal(), a.ID, Fields{Title: ptr(title)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Slug != a.Slug {
+				t.Fatalf("%q: re-saving the title moved slug %q to %q", base, a.Slug, got.Slug)
+			}
+		}
+	}
+}
+
+// TestSlugRetryDrawsRandomSuffix: when the lookup offers again a slug the
+// insert just refused (numbering is stuck), withFreeSlug draws a random
+// suffix, a fresh one on every further retry.
+func TestSlugRetryDrawsRandomSuffix(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := e.svc.Create(ctx, authorA.principal(), Fields{Title: ptr("Bar")}); err != nil {
+		t.Fatal(err)
+	}
+	var tried []string
+	err := e.svc.store.InTx(ctx, func(tx pgx.Tx) error {
+		return withFreeSlug(ctx, tx, "bar", func(slug string) error {
+			tried = append(tried, slug)
+			return errSlugTaken // as if each candidate were taken by a row the lookup missed
+		})
+	})
+	if kindOf(err) != KindConflict || len(tried) != maxSlugRetries {
+		t.Fatalf("got %v after %d tries %v; want a conflict after %d", err, len(tried), tried, maxSlugRetries)
+	}
+	if tried[0] != "bar-2" {
+		t.Fatalf("first try %q, want bar-2", tried[0])
+	}
+	seen := map[string]bool{}
+	for _, s := range tried[1:] {
+		if !isSuffixOf(s, "bar") || len(s) != len("bar-")+7 || seen[s] {
+			t.Fatalf("retries %v: want a fresh random 7-digit suffix each time", tried[1:])
+		}
+		seen[s] = true
+	}
+}

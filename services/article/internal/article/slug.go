@@ -1,7 +1,9 @@
 package article
 
 import (
+	"crypto/rand"
 	"fmt"
+	"math/big"
 	"regexp"
 	"strings"
 	"unicode"
@@ -58,6 +60,29 @@ func ValidateSlug(s string) error {
 		return fmt.Errorf("slug %q is not valid: use lower-case letters, digits and single dashes, e.g. \"my-first-article\"", s)
 	}
 	return nil
+}
+
+// maxSlugNumber is the largest "-N" suffix the free-slug lookup counts
+// (freeSlugSQL matches "-[0-9]{1,6}"); numbering never goes past it.
+const maxSlugNumber = 999999
+
+// Random suffixes have 7 digits: never counted by the lookup (so they cannot
+// push the numbering up), still all digits (so isSuffixOf keeps them), and
+// "-" plus 7 digits fits the 8 bytes baseSlug leaves free.
+const (
+	minRandomSlugNumber = maxSlugNumber + 1
+	maxRandomSlugNumber = 9999999
+)
+
+// withRandomSuffix is base plus a random 7-digit suffix (crypto/rand), the
+// fallback when numbering cannot find a free slug: once an article holds
+// base-999999, or when the next number is still taken on a retry.
+func withRandomSuffix(base string) (string, error) {
+	n, err := rand.Int(rand.Reader, big.NewInt(maxRandomSlugNumber-minRandomSlugNumber+1))
+	if err != nil {
+		return "", fmt.Errorf("random slug suffix: %w", err)
+	}
+	return withSuffix(base, minRandomSlugNumber+int(n.Int64())), nil
 }
 
 // withSuffix makes the n-th alternative of a slug taken by another article.

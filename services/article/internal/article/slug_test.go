@@ -1,6 +1,7 @@
 package article
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -45,6 +46,21 @@ func TestWithSuffix(t *testing.T) {
 	long := strings.Repeat("a", MaxSlugLen)
 	if got := withSuffix(long, 12); len(got) > MaxSlugLen || ValidateSlug(got) != nil {
 		t.Errorf("withSuffix(long) = %q: too long or invalid", got)
+	}
+}
+
+func TestWithRandomSuffix(t *testing.T) {
+	counted := regexp.MustCompile(`-[0-9]{1,6}$`) // what freeSlugSQL counts
+	for _, base := range []string{"title", strings.Repeat("a", MaxSlugLen-8)} {
+		for range 100 {
+			got, err := withRandomSuffix(base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) > MaxSlugLen || ValidateSlug(got) != nil || !isSuffixOf(got, base) || counted.MatchString(got) {
+				t.Fatalf("withRandomSuffix(%q) = %q: too long, invalid, not base-digits, or counted by the lookup", base, got)
+			}
+		}
 	}
 }
 

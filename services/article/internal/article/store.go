@@ -163,7 +163,9 @@ func updateArticle(ctx context.Context, tx pgx.Tx, a *Article) (*Article, error)
 }
 
 // freeSlug returns base when no article uses it, else base-N with N one
-// past the highest suffix in use.
+// past the highest suffix in use. Past maxSlugNumber (anyone may set the
+// slug base-999999 by hand) it returns a random suffix instead, which the
+// lookup never counts, so numbering cannot be pushed into a dead end.
 func freeSlug(ctx context.Context, q db, base string) (string, error) {
 	var taken bool
 	var maxN int
@@ -171,13 +173,17 @@ func freeSlug(ctx context.Context, q db, base string) (string, error) {
 	if err != nil || !taken {
 		return base, err
 	}
+	if maxN >= maxSlugNumber {
+		return withRandomSuffix(base)
+	}
 	return withSuffix(base, maxN+1), nil
 }
 
 // freeSlugSQL: every "<base>-…" sorts, byte-wise, from "<base>-" up to
 // "<base>." ('-' and '.' are adjacent; base holds only [a-z0-9-]): a range
 // the articles_slug_bytes index serves, where a LIKE with a parameter would
-// scan every article.
+// scan every article. Only 1–6 digit suffixes count (maxSlugNumber), so the
+// cast stays an int and 7-digit random suffixes never raise the maximum.
 const freeSlugSQL = `SELECT coalesce(bool_or(slug = $1), false),
 	coalesce(max(substring(slug FROM length($1) + 2)::int) FILTER (WHERE slug ~ ('^' || $1 || '-[0-9]{1,6}$')), 1)
 	FROM articles WHERE slug = $1

@@ -374,6 +374,11 @@ func TestSetRoles(t *testing.T) {
 	if _, err := setRoles(rootAT, carol.GetUser().GetId(), "admin"); err != nil {
 		t.Fatal(err)
 	}
+	// root is in ADMIN_EMAILS, which would make it admin again at its next
+	// sign-in: refused until the operator takes it off the list.
+	_, err = setRoles(rootAT, root.GetUser().GetId(), "author")
+	wantCode(t, err, connect.CodeFailedPrecondition, "ADMIN_EMAILS admin steps down")
+	e.restart(map[string]string{"ADMIN_EMAILS": ""})
 	if _, err := setRoles(rootAT, root.GetUser().GetId(), "author"); err != nil {
 		t.Fatalf("admin steps down while another admin exists: %v", err)
 	}
@@ -449,6 +454,105 @@ func TestListUsers(t *testing.T) {
 	wantCode(t, err, connect.CodeInvalidArgument, "page_size 101")
 	_, _, err = list(0, "bogus!", "")
 	wantCode(t, err, connect.CodeInvalidArgument, "bad page token")
+}
+
+// A demoted admin's access token still says admin until it expires, but
+// ListUsers checks the database, as SetRoles does.
+func TestListUsersDeniedToDemotedAdmin(t *testing.T) {
+	e := newEnv(t, map[string]string{"ADMIN_EMAILS": "ann@example.com"})
+	ctx := context.Background()
+	ann := e.signIn("ann@example.com")
+	annAT := ann.GetTokens().GetAccessToken()
+	ben := e.signIn("ben@example.com").GetUser()
+
+	if _, err := e.client.SetRoles(ctx, bearer(annAT, &authv1.SetRolesRequest{UserId: ben.GetId(), Roles: []string{"admin"}})); err != nil {
+		t.Fatalf("make ben admin: %v", err)
+	}
+	benAT := e.signIn("ben@example.com").GetTokens().GetAccessToken()
+	if c, err := e.verifier.Verify(benAT); err != nil || !slices.Contains(c.Roles, "admin") {
+		t.Fatalf("ben's token after promotion: %+v %v", c, err)
+	}
+	if _, err := e.client.ListUsers(ctx, bearer(benAT, &authv1.ListUsersRequest{})); err != nil {
+		t.Fatalf("admin ben lists users: %v", err)
+	}
+
+	if _, err := e.client.SetRoles(ctx, bearer(annAT, &authv1.SetRolesRequest{UserId: ben.GetId(), Roles: []string{"reader"}})); err != nil {
+		t.Fatalf("demote ben: %v", err)
+	}
+	// ben's token still says admin and has not expired.
+	if c, err := e.verifier.Verify(benAT); err != nil || !slices.Contains(c.Roles, "admin") {
+		t.Fatalf("ben's old token: %+v %v", c, err)
+	}
+	res, err := e.client.ListUsers(ctx, bearer(benAT, &authv1.ListUsersRequest{}))
+	wantCode(t, err, connect.CodePermissionDenied, "ListUsers with a demoted admin's old token")
+	if res != nil {
+		t.Fatalf("a demoted admin got %d users", len(res.Msg.GetUsers()))
+	}
+	_, err = e.client.SetRoles(ctx, bearer(benAT, &authv1.SetRolesRequest{UserId: ben.GetId(), Roles: []string{"admin"}}))
+	wantCode(t, err, connect.CodePermissionDenied, "SetRoles with a demoted admin's old token")
+	// The admin who is still one is unaffected.
+	if _, err := e.client.ListUsers(ctx, bearer(annAT, &authv1.ListUsersRequest{})); err != nil {
+		t.Fatalf("admin ann lists users: %v", err)
+	}
+}
+
+// Every sign-in of an ADMIN_EMAILS address makes it admin, so SetRoles refuses
+// to take admin away from one (it would come back silently) and says what to do.
+func TestSetRolesKeepsAdminEmailsAdmin(t *testing.T) {
+	e := newEnv(t, map[string]string{"ADMIN_EMAILS": "boss@example.com, Deputy@Example.com"})
+	ctx := context.Background()
+	bossAT := e.signIn("boss@example.com").GetTokens().GetAccessToken()
+	deputy := e.signIn("deputy@EXAMPLE.com").GetUser()
+	plain := e.signIn("plain@example.com").GetUser()
+	if !slices.Equal(deputy.GetRoles(), []string{"admin"}) {
+		t.Fatalf("ADMIN_EMAILS user signed in as %v", deputy.GetRoles())
+	}
+	setRoles := func(id string, roles ...string) (*authv1.User, error) {
+		res, err := e.client.SetRoles(ctx, bearer(bossAT, &authv1.SetRolesRequest{UserId: id, Roles: roles}))
+		if err != nil {
+			return nil, err
+		}
+		return res.Msg.GetUser(), nil
+	}
+	auditRows := func() int {
+		var n int
+		if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM role_audit`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	// Three admins, so the last-admin guard is not what refuses.
+	if _, err := setRoles(plain.GetId(), "admin"); err != nil {
+		t.Fatalf("make plain admin: %v", err)
+	}
+	before := auditRows()
+	for _, roles := range [][]string{{"reader"}, {"author", "reader"}} {
+		_, err := setRoles(deputy.GetId(), roles...)
+		wantCode(t, err, connect.CodeFailedPrecondition, "remove admin from an ADMIN_EMAILS user")
+		want := "deputy@EXAMPLE.com is listed in ADMIN_EMAILS, which makes it admin at every sign-in: " +
+			"remove it from ADMIN_EMAILS (stack setting app.adminEmails) and redeploy first"
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("error does not say what to do: %v", err)
+		}
+	}
+	if got, err := e.app.Store.UserByID(ctx, deputy.GetId()); err != nil || !slices.Equal(got.Roles, []string{"admin"}) {
+		t.Fatalf("refused change changed deputy: %+v %v", got, err)
+	}
+	if n := auditRows(); n != before {
+		t.Fatalf("refused change was audited: %d → %d rows", before, n)
+	}
+	// Adding roles next to admin is fine.
+	if u, err := setRoles(deputy.GetId(), "admin", "author"); err != nil || !slices.Contains(u.GetRoles(), "admin") {
+		t.Fatalf("add author to ADMIN_EMAILS admin: %v %v", u, err)
+	}
+	// An admin who is not listed can still be demoted, and stays demoted.
+	if u, err := setRoles(plain.GetId(), "reader"); err != nil || !slices.Equal(u.GetRoles(), []string{"reader"}) {
+		t.Fatalf("demote non-listed admin: %v %v", u, err)
+	}
+	if again := e.signIn("plain@example.com").GetUser(); !slices.Equal(again.GetRoles(), []string{"reader"}) {
+		t.Fatalf("demoted non-listed admin after sign-in: %v", again.GetRoles())
+	}
 }
 
 func TestRateLimit(t *testing.T) {

@@ -52,6 +52,11 @@ func NewService(store *Store, cache *Cache, provider *Provider, signer *token.Si
 	return &Service{store: store, cache: cache, provider: provider, signer: signer, set: set, admins: admins, log: log}
 }
 
+// adminEmail reports whether email is in ADMIN_EMAILS (case-insensitive).
+func (s *Service) adminEmail(email string) bool {
+	return s.admins[strings.ToLower(strings.TrimSpace(email))]
+}
+
 // Domain errors (the transport maps them to Connect codes).
 var (
 	ErrSignInDisabled = errors.New("sign-in is turned off (GOOGLE_LOGIN_ENABLED=false); set GOOGLE_LOGIN_ENABLED=true with the OIDC client settings to enable it")
@@ -131,7 +136,7 @@ func (s *Service) FinishSignIn(ctx context.Context, code, state string) (SignInO
 	if err != nil {
 		return out, err
 	}
-	res, err := s.store.UpsertOnSignIn(ctx, id.Email, id.Name, id.Picture, s.admins[strings.ToLower(id.Email)])
+	res, err := s.store.UpsertOnSignIn(ctx, id.Email, id.Name, id.Picture, s.adminEmail(id.Email))
 	if err != nil {
 		return out, err
 	}
@@ -270,10 +275,17 @@ const (
 // ErrNotAdmin: the caller may not manage users.
 var ErrNotAdmin = errors.New("only admins can list users and change roles")
 
-// ListUsers pages through users (admin only).
+// ListUsers pages through users (admin only). The caller must be an admin in
+// the database too, not just in a token that may be ACCESS_TOKEN_TTL old.
 func (s *Service) ListUsers(ctx context.Context, p authz.Principal, pageSize int, pageToken, emailQuery string) ([]User, string, error) {
 	if !p.CanManageUsers() {
 		return nil, "", ErrNotAdmin
+	}
+	caller, err := s.store.UserByID(ctx, p.UserID)
+	if errors.Is(err, ErrNotFound) || (err == nil && !caller.IsAdmin()) {
+		return nil, "", ErrNotAdmin
+	} else if err != nil {
+		return nil, "", fmt.Errorf("load caller: %w", err)
 	}
 	if pageSize < 0 || pageSize > MaxPageSize {
 		return nil, "", fmt.Errorf("%w: page_size must be between 1 and %d (0 means %d), got %d", ErrInvalidArgument, MaxPageSize, DefaultPageSize, pageSize)
@@ -308,6 +320,8 @@ func (s *Service) ListUsers(ctx context.Context, p authz.Principal, pageSize int
 var ErrInvalidArgument = errors.New("invalid argument")
 
 // SetRoles replaces a user's roles (admin only, audited, last-admin guard).
+// Admin cannot be taken from an ADMIN_EMAILS address: its next sign-in would
+// silently give it back.
 func (s *Service) SetRoles(ctx context.Context, p authz.Principal, userID string, roles []string) (User, error) {
 	if !p.CanManageUsers() {
 		return User{}, ErrNotAdmin
@@ -322,7 +336,7 @@ func (s *Service) SetRoles(ctx context.Context, p authz.Principal, userID string
 	if _, err := uuid.Parse(userID); err != nil {
 		return User{}, fmt.Errorf("%w: user_id %q is not a user id (a UUID from ListUsers)", ErrInvalidArgument, userID)
 	}
-	u, err := s.store.SetRoles(ctx, p.UserID, userID, authz.Strings(parsed))
+	u, err := s.store.SetRoles(ctx, p.UserID, userID, authz.Strings(parsed), s.adminEmail)
 	if errors.Is(err, ErrActorNotAdmin) {
 		return User{}, ErrNotAdmin
 	}

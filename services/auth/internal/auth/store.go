@@ -42,7 +42,18 @@ var (
 	ErrTokenReused    = errors.New("refresh token reused: session revoked")
 	ErrLastAdmin      = errors.New("last admin")
 	ErrActorNotAdmin  = errors.New("actor is not an admin")
+	ErrAdminEmail     = errors.New("e-mail is listed in ADMIN_EMAILS")
 )
+
+// AdminEmailError: SetRoles would take admin from a user whose e-mail is in
+// ADMIN_EMAILS, which would give it back at their next sign-in.
+type AdminEmailError struct{ Email string }
+
+func (e *AdminEmailError) Error() string {
+	return e.Email + " is listed in ADMIN_EMAILS, which makes it admin at every sign-in: " +
+		"remove it from ADMIN_EMAILS (stack setting app.adminEmails) and redeploy first"
+}
+func (e *AdminEmailError) Unwrap() error { return ErrAdminEmail }
 
 // Store is the Postgres layer; Postgres is the source of truth for users,
 // sessions and refresh tokens.
@@ -181,8 +192,10 @@ var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 
 // SetRoles replaces the target's roles on behalf of actorID and audits it.
 // The actor must be an admin in the database (not just in a token that may
-// be 15 minutes old), and the last admin cannot lose the admin role.
-func (s *Store) SetRoles(ctx context.Context, actorID, targetID string, roles []string) (User, error) {
+// be 15 minutes old), the last admin cannot lose the admin role, and neither
+// can a user whose e-mail adminEmail reports as listed in ADMIN_EMAILS
+// (*AdminEmailError). A refused change writes nothing.
+func (s *Store) SetRoles(ctx context.Context, actorID, targetID string, roles []string, adminEmail func(email string) bool) (User, error) {
 	if _, err := uuid.Parse(targetID); err != nil {
 		return User{}, ErrNotFound
 	}
@@ -210,6 +223,9 @@ func (s *Store) SetRoles(ctx context.Context, actorID, targetID string, roles []
 			}
 			if admins <= 1 {
 				return ErrLastAdmin
+			}
+			if adminEmail != nil && adminEmail(target.Email) {
+				return &AdminEmailError{Email: target.Email}
 			}
 		}
 		out, err = scanUser(tx.QueryRow(ctx, `UPDATE users SET roles = $2, updated_at = now() WHERE id = $1 RETURNING `+userCols, targetID, roles))

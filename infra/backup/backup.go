@@ -327,7 +327,8 @@ func NewBackup(ctx *pulumi.Context, name string, args *BackupArgs, opts ...pulum
 								container("dump", "backup.sh", pgEnv, mounts, kube.ContainerSecurity()),
 								container("media", "media.sh", nil, mediaMounts, mediaSec),
 							},
-							Containers: corev1.ContainerArray{container("verify", "verify.sh", pgEnv, mounts, kube.ContainerSecurity())},
+							// verify reads files only (pg_restore --list never connects): no password.
+							Containers: corev1.ContainerArray{container("verify", "verify.sh", nil, mounts, kube.ContainerSecurity())},
 							Volumes: corev1.VolumeArray{
 								kube.TmpVolume("64Mi"),
 								corev1.VolumeArgs{Name: pulumi.String("backups"), PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSourceArgs{ClaimName: pulumi.String(Claim)}},

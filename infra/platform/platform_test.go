@@ -615,6 +615,11 @@ func TestBackupSnapshotsMediaAsItsOwner(t *testing.T) {
 	if len(list(step["env"])) != 0 {
 		t.Errorf("media step has env %v: it needs no database credentials", step["env"])
 	}
+	for _, c := range list(bk["containers"]) {
+		if c["name"] == "verify" && len(list(c["env"])) != 0 {
+			t.Errorf("verify step has env %v: it reads files only and needs no database credentials", c["env"])
+		}
+	}
 	mounted := ""
 	for _, m := range list(step["volumeMounts"]) {
 		if m["mountPath"] == "/media" && m["readOnly"] == true {

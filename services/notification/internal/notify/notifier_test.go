@@ -573,3 +573,16 @@ func TestConsumerHoldsEventsWhilePostgresIsDown(t *testing.T) {
 		t.Fatalf("%d events dead-lettered during the outage", n)
 	}
 }
+
+// A title is one line in the subject whatever the author typed: a line break
+// there would make Resend refuse the message, and the notification be lost.
+func TestSubjectIsOneLine(t *testing.T) {
+	n := &notification{Title: "Harbour news\r\nBcc: all@example.com\tand\x00more", AuthorName: "Ada", URL: "https://example.com/a", Recipient: testRecipient}
+	m := composeEmail(n, testFrom)
+	if want := "New article: Harbour news Bcc: all@example.com and more"; m.Subject != want {
+		t.Fatalf("subject %q, want %q", m.Subject, want)
+	}
+	if !strings.Contains(m.Text, `Harbour news\r\nBcc`) {
+		t.Fatalf("the body quotes the title as written, escaped: %q", m.Text)
+	}
+}

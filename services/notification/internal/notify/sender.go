@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Email is one message to send.
@@ -161,11 +162,19 @@ func composeEmail(n *notification, from string) Email {
 		EventID: n.EventID,
 		From:    from,
 		To:      []string{n.Recipient},
-		Subject: "New article: " + n.Title,
+		Subject: "New article: " + oneLine(n.Title),
 		Text:    fmt.Sprintf("%q%s was just published.\n\nRead it: %s\n", n.Title, by, n.URL),
 		HTML: fmt.Sprintf(`<p>&ldquo;%s&rdquo;%s was just published.</p><p><a href="%s">Read it</a></p>`,
 			html.EscapeString(n.Title), html.EscapeString(by), html.EscapeString(n.URL)),
 	}
+}
+
+// oneLine folds line breaks and other control characters into single
+// spaces: a subject is one header line, and a title with a line break in it
+// would make the provider refuse the message (or, with a careless one, start
+// a new header).
+func oneLine(s string) string {
+	return strings.Join(strings.FieldsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }), " ")
 }
 
 func isPermanent(err error) bool { return errors.Is(err, ErrPermanent) }

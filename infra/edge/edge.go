@@ -1,7 +1,8 @@
 // Package edge is the public face: the TLS certificate from the chosen
 // ClusterIssuer, the HTTPS Ingress (apex /media → media, / → web; www → 301
-// apex), the HTTP Ingress that only redirects to HTTPS, and the Traefik
-// middlewares behind them.
+// apex), the Ingress that refuses the servers' internal routes (probes,
+// metrics) to the public, the HTTP Ingress that only redirects to HTTPS, and
+// the Traefik middlewares behind them.
 //
 // HTTP-01 keeps working with the redirect: cert-manager's solver creates its
 // own Ingress for /.well-known/acme-challenge/<token>, a longer and therefore
@@ -32,7 +33,15 @@ const (
 	RedirectHTTPS  = "redirect-https"
 	WWWToApex      = "www-to-apex"
 	SecurityHeader = "security-headers"
+	InternalPaths  = "pressroom-internal"
+	InternalOnly   = "internal-only"
 )
+
+// ServerInternalPaths are the routes every service's server (kit) answers
+// for the kubelet and in-cluster scrapers: probes and metrics. /readyz names
+// failing dependencies and /metrics counts every route, so the public gets a
+// 403 for them instead of web's answer.
+var ServerInternalPaths = []string{"/healthz", "/readyz", "/metrics"}
 
 // EdgeArgs configures the edge.
 type EdgeArgs struct {
@@ -130,6 +139,13 @@ func NewEdge(ctx *pulumi.Context, name string, args *EdgeArgs, opts ...pulumi.Re
 	if err != nil {
 		return nil, err
 	}
+	// No request reaches Traefik from its own loopback, so this refuses all.
+	internalOnly, err := middleware(InternalOnly, pulumi.Map{
+		"ipAllowList": pulumi.Map{"sourceRange": pulumi.ToStringArray([]string{"127.0.0.1/32"})},
+	})
+	if err != nil {
+		return nil, err
+	}
 	headers, err := middleware(SecurityHeader, pulumi.Map{
 		"headers": pulumi.Map{
 			"stsSeconds":           pulumi.Int(31536000),
@@ -153,13 +169,16 @@ func NewEdge(ctx *pulumi.Context, name string, args *EdgeArgs, opts ...pulumi.Re
 		}
 		return strings.Join(out, ",")
 	}
-	path := func(p string, svc pulumi.StringInput, port int) networkingv1.HTTPIngressPathArgs {
+	pathOf := func(kind, p string, svc pulumi.StringInput, port int) networkingv1.HTTPIngressPathArgs {
 		return networkingv1.HTTPIngressPathArgs{
-			Path: pulumi.String(p), PathType: pulumi.String("Prefix"),
+			Path: pulumi.String(p), PathType: pulumi.String(kind),
 			Backend: &networkingv1.IngressBackendArgs{Service: &networkingv1.IngressServiceBackendArgs{
 				Name: svc, Port: &networkingv1.ServiceBackendPortArgs{Number: pulumi.Int(port)},
 			}},
 		}
+	}
+	path := func(p string, svc pulumi.StringInput, port int) networkingv1.HTTPIngressPathArgs {
+		return pathOf("Prefix", p, svc, port)
 	}
 	apexPaths := networkingv1.HTTPIngressPathArray{path("/media", a.MediaService, 8083), path("/", a.WebService, 8080)}
 	wwwPaths := networkingv1.HTTPIngressPathArray{path("/", a.WebService, 8080)}
@@ -183,6 +202,33 @@ func NewEdge(ctx *pulumi.Context, name string, args *EdgeArgs, opts ...pulumi.Re
 		},
 	}, kube.Child(e, pulumi.DependsOn([]pulumi.Resource{cert, wwwMW, headers}))...); err != nil {
 		return nil, fmt.Errorf("https ingress: %w", err)
+	}
+	// The internal routes of the server behind "/" (web), matched exactly: a
+	// longer rule than "/", so Traefik ranks it first and its middleware
+	// refuses the request before web sees it.
+	var internal networkingv1.HTTPIngressPathArray
+	for _, p := range ServerInternalPaths {
+		internal = append(internal, pathOf("Exact", p, a.WebService, 8080))
+	}
+	if _, err := networkingv1.NewIngress(ctx, "ingress-internal", &networkingv1.IngressArgs{
+		Metadata: kube.Meta(ns, InternalPaths, "edge", map[string]string{
+			"traefik.ingress.kubernetes.io/router.entrypoints": "websecure",
+			"traefik.ingress.kubernetes.io/router.tls":         "true",
+			"traefik.ingress.kubernetes.io/router.middlewares": refs(InternalOnly),
+			kube.SkipAwaitAnnotation:                           "true",
+		}),
+		Spec: &networkingv1.IngressSpecArgs{
+			IngressClassName: pulumi.String(a.IngressClass),
+			Tls: networkingv1.IngressTLSArray{networkingv1.IngressTLSArgs{
+				Hosts: pulumi.ToStringArray([]string{a.Domain, www}), SecretName: pulumi.String(TLSSecret),
+			}},
+			Rules: networkingv1.IngressRuleArray{
+				networkingv1.IngressRuleArgs{Host: pulumi.String(a.Domain), Http: &networkingv1.HTTPIngressRuleValueArgs{Paths: internal}},
+				networkingv1.IngressRuleArgs{Host: pulumi.String(www), Http: &networkingv1.HTTPIngressRuleValueArgs{Paths: internal}},
+			},
+		},
+	}, kube.Child(e, pulumi.DependsOn([]pulumi.Resource{cert, internalOnly}))...); err != nil {
+		return nil, fmt.Errorf("internal-paths ingress: %w", err)
 	}
 	if _, err := networkingv1.NewIngress(ctx, "ingress-http", &networkingv1.IngressArgs{
 		Metadata: kube.Meta(ns, HTTPIngress, "edge", map[string]string{

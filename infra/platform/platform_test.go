@@ -33,8 +33,8 @@ func kindCounts(g *graph) map[string]int {
 
 func TestObjectCountsPerStack(t *testing.T) {
 	common := map[string]int{
-		"Namespace": 2, "Release": 1, "ClusterIssuer": 2, "Certificate": 1, "Middleware": 3,
-		"Deployment": 6, "StatefulSet": 3, "Service": 9, "ServiceAccount": 10, "Ingress": 2,
+		"Namespace": 2, "Release": 1, "ClusterIssuer": 2, "Certificate": 1, "Middleware": 4,
+		"Deployment": 6, "StatefulSet": 3, "Service": 9, "ServiceAccount": 10, "Ingress": 3,
 		"HorizontalPodAutoscaler": 2, "PodDisruptionBudget": 2, "NetworkPolicy": 13,
 		"PersistentVolumeClaim": 2, "ConfigMap": 2, "Secret": 7, "CronJob": 1,
 		"random:index/randomPassword:RandomPassword": 6, "tls:index/privateKey:PrivateKey": 1,
@@ -498,6 +498,34 @@ func TestIngressRoutesTLSAndRedirects(t *testing.T) {
 	}
 	if get(www.In, "spec", "redirectRegex", "permanent") != true {
 		t.Errorf("www redirect is not permanent (301)")
+	}
+	// Probes and metrics answer in the cluster only: an exact-path Ingress for
+	// each (longer than "/", so Traefik ranks it first) whose middleware lets
+	// no client through.
+	internal := g.one(t, "Ingress", "pressroom-internal")
+	var wantInternal []route
+	for _, host := range []string{"example.com", "www.example.com"} {
+		for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
+			wantInternal = append(wantInternal, route{host, p, "web", 8080})
+		}
+	}
+	if got := routes(internal); fmt.Sprint(got) != fmt.Sprint(wantInternal) {
+		t.Errorf("internal routes %v, want %v", got, wantInternal)
+	}
+	for _, rule := range list(get(internal.In, "spec", "rules")) {
+		for _, p := range list(get(rule, "http", "paths")) {
+			if p["pathType"] != "Exact" {
+				t.Errorf("internal path %v is not Exact", p)
+			}
+		}
+	}
+	iann := get(internal.In, "metadata", "annotations").(map[string]any)
+	if iann["traefik.ingress.kubernetes.io/router.entrypoints"] != "websecure" || iann["traefik.ingress.kubernetes.io/router.middlewares"] != "pressroom-internal-only@kubernetescrd" {
+		t.Errorf("internal ingress annotations %v", iann)
+	}
+	deny := g.one(t, "Middleware", "internal-only")
+	if fmt.Sprint(get(deny.In, "spec", "ipAllowList", "sourceRange")) != "[127.0.0.1/32]" {
+		t.Errorf("internal-only middleware %v must allow no outside client", deny.In["spec"])
 	}
 	hdr := g.one(t, "Middleware", "security-headers")
 	if get(hdr.In, "spec", "headers", "stsSeconds") == nil || get(hdr.In, "spec", "headers", "contentTypeNosniff") != true {

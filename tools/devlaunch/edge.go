@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"pressroom.dev/kit/server"
 )
 
-// Edge routes like the cluster's Ingress: /media and /media/* to media, the
-// rest to web. The Host header is kept and X-Forwarded-* are set from the
+// Edge routes like the cluster's Ingress: /media and /media/* to media,
+// the servers' probes and metrics nowhere (403), the rest to web. The Host header is kept and X-Forwarded-* are set from the
 // connection, replacing what a client sent, as Traefik does for untrusted
 // clients. Bodies larger than a page are streamed both ways, so uploads and
 // downloads of any size pass without being held in memory.
@@ -81,6 +84,13 @@ var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-A
 	"Proxy-Authorization", "TE", "Trailer", "Upgrade"}
 
 func (e *Edge) serve(ctx *fasthttp.RequestCtx) {
+	if slices.Contains(server.InternalPaths, string(ctx.Path())) {
+		// As the Ingress does: probes and metrics answer inside the platform only.
+		ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
+		ctx.Response.SetStatusCode(fasthttp.StatusForbidden)
+		ctx.Response.SetBodyString(fmt.Sprintf("edge: %s answers inside the platform only (each service's own port)\n", ctx.Path()))
+		return
+	}
 	target := e.web
 	if p := ctx.Path(); bytes.Equal(p, []byte("/media")) || bytes.HasPrefix(p, []byte("/media/")) {
 		target = e.media

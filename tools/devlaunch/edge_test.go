@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -86,6 +87,43 @@ func TestEdgeRoutesLikeTheIngress(t *testing.T) {
 	resp.Body.Close()
 	if !strings.HasPrefix(string(b), "web ") || !strings.Contains(string(b), " /admin ") {
 		t.Errorf("GET /media/../admin → %q, want web to see /admin", b)
+	}
+}
+
+// Probes and metrics answer on each service's own port only: the edge, like
+// the Ingress, refuses them (even when the path only gets there once
+// normalised), and nothing reaches the backend.
+func TestEdgeRefusesInternalPaths(t *testing.T) {
+	var hits []string
+	var mu sync.Mutex
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hits = append(hits, r.URL.Path)
+		mu.Unlock()
+		io.WriteString(w, "web")
+	}))
+	defer web.Close()
+	edge := startEdge(t, web.URL, web.URL)
+	for path, want := range map[string]int{
+		"/healthz": 403, "/readyz": 403, "/metrics": 403, "/metrics?format=text": 403, "/articles/../metrics": 403,
+		"/metricsfoo": 200, "/articles/metrics": 200,
+	} {
+		resp, err := http.Get(edge + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s → %d %q, want %d", path, resp.StatusCode, b, want)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, p := range hits {
+		if p == "/healthz" || p == "/readyz" || p == "/metrics" {
+			t.Errorf("web was asked for %s", p)
+		}
 	}
 }
 

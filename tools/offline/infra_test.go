@@ -66,8 +66,8 @@ func TestInfraProgram(t *testing.T) {
 		// cert-manager's namespace and Helm release (install is off here),
 		// plus the K3s upgrade Plan (infra/upgrades). Keep the tables in step.
 		WantCounts: map[string]int{
-			"Namespace": 1, "ClusterIssuer": 2, "Certificate": 1, "Middleware": 3,
-			"Deployment": 6, "StatefulSet": 3, "Service": 9, "ServiceAccount": 10, "Ingress": 2,
+			"Namespace": 1, "ClusterIssuer": 2, "Certificate": 1, "Middleware": 4,
+			"Deployment": 6, "StatefulSet": 3, "Service": 9, "ServiceAccount": 10, "Ingress": 3,
 			"HorizontalPodAutoscaler": 2, "PodDisruptionBudget": 2, "NetworkPolicy": 13,
 			"PersistentVolumeClaim": 2, "ConfigMap": 2, "Secret": 7, "CronJob": 1,
 			"Plan": 1,

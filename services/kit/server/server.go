@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -293,9 +294,12 @@ func (s *Server) readyz(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"status": "ok"})
 }
 
-func isProbe(path string) bool {
-	return path == "/healthz" || path == "/readyz" || path == "/metrics"
-}
+// InternalPaths are the routes every server answers for the kubelet and
+// in-cluster scrapers. The Ingress (and make dev's edge) refuse them to the
+// public: /readyz names failing dependencies and /metrics counts every route.
+var InternalPaths = []string{"/healthz", "/readyz", "/metrics"}
+
+func isProbe(path string) bool { return slices.Contains(InternalPaths, path) }
 
 // observe logs each request and records its metrics.
 func (s *Server) observe(requests *prometheus.CounterVec, durations *prometheus.HistogramVec) gin.HandlerFunc {

@@ -71,7 +71,9 @@ manifests() {
   [ -z "$to" ] || die "manifests takes no --to"
   setup
   out="${out:-$repo/.artifacts/manifests/$stack}"
-  mkdir -p "$out"
+  # The rendered Secrets hold real values: only the operator may read them.
+  (umask 077 && mkdir -p "$out")
+  chmod 700 "$out"
   out="$(cd "$out" && pwd)"
   local cfg tmp
   cfg=$(pulumi_ config -s "$stack" --json --show-secrets) || die "cannot read the config of stack '$stack'"
@@ -90,7 +92,7 @@ manifests() {
     export PULUMI_BACKEND_URL="file://$tmp/state" PULUMI_CONFIG_PASSPHRASE="render-only-throwaway"
     unset PULUMI_ACCESS_TOKEN PULUMI_CONFIG_PASSPHRASE_FILE
     pulumi stack init "render" --secrets-provider=passphrase >/dev/null
-    pulumi config set-all -s render --json "$cfg"
+    put_config pulumi render "$cfg"
     pulumi config set -s render --path pressroom:cluster.mode render
     pulumi config set -s render --path pressroom:cluster.renderDir "$out"
     pulumi up -s render --yes --skip-preview --suppress-outputs >&2
@@ -121,10 +123,20 @@ history() {
     | awk -F'\t' '{printf "%-7s %-8s %-10s %-21s %-28s %s\n", $1, $2, $3, $4, $5, $6}'
 }
 
-# set_all JSON: `pulumi config set-all --json` unless there is nothing to set.
-set_all() {
-  [ "$1" = "{}" ] && return 0
-  pulumi_ config set-all -s "$stack" --json "$1"
+# put_config RUN STACK CONFIG: sets CONFIG (the shape `pulumi config --json`
+# prints) on STACK with RUN (pulumi, or pulumi_ in the project): plain values
+# in one go, secrets through stdin so they never show in ps.
+put_config() {
+  local run=$1 st=$2 cfg=$3 part key
+  part=$(jq -c 'with_entries(select(.value.secret | not))' <<<"$cfg")
+  [ "$part" = "{}" ] || "$run" config set-all -s "$st" --json "$part"
+  while read -r key; do
+    [ -n "$key" ] || continue
+    jq -j --arg k "$key" '.[$k].value' <<<"$cfg" | "$run" config set -s "$st" --secret --raw "$key" >/dev/null
+  done < <(jq -r 'to_entries[] | select(.value.secret and (.value.objectValue == null)) | .key' <<<"$cfg")
+  # A secret inside an object (set with --path) has no stdin form.
+  part=$(jq -c 'with_entries(select(.value.secret and .value.objectValue != null))' <<<"$cfg")
+  [ "$part" = "{}" ] || "$run" config set-all -s "$st" --json "$part"
 }
 
 # rollback: Pulumi has no rollback command (state records what exists, not
@@ -151,13 +163,7 @@ rollback() {
     [ -n "$key" ] || continue
     pulumi_ config rm -s "$stack" "$key"
   done < <(jq -r --argjson old "$cfg" 'keys[] | select($old[.] == null)' <<<"$cur")
-  # Plain values in one go; secrets through stdin so they never show in ps.
-  set_all "$(jq -c 'with_entries(select(.value.secret | not))' <<<"$cfg")"
-  while read -r key; do
-    [ -n "$key" ] || continue
-    jq -j --arg k "$key" '.[$k].value' <<<"$cfg" | pulumi_ config set -s "$stack" --secret --raw "$key" >/dev/null
-  done < <(jq -r 'to_entries[] | select(.value.secret and (.value.objectValue == null)) | .key' <<<"$cfg")
-  set_all "$(jq -c 'with_entries(select(.value.secret and .value.objectValue != null))' <<<"$cfg")"
+  put_config pulumi_ "$stack" "$cfg"
   if [ -n "$k3s" ] && [ "$(pulumi_ config get -s "$stack" --path pressroom:cluster.k3sVersion 2>/dev/null || true)" != "$k3s" ]; then
     pulumi_ config set -s "$stack" --path pressroom:cluster.k3sVersion "$k3s"
     echo "pulumi.sh: kept cluster.k3sVersion at $k3s (K3s does not support downgrades)" >&2

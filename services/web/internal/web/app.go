@@ -78,7 +78,7 @@ func New(o Options) (*App, error) {
 
 // Register mounts every route on the engine (and its 404 page).
 func (a *App) Register(e *gin.Engine) {
-	e.Use(a.recoverPage, a.securityHeaders, a.identify, a.refreshExpired)
+	e.Use(a.recoverPage, a.securityHeaders, a.limitBody, a.identify, a.refreshExpired)
 	sub, _ := fs.Sub(staticFS, "static")
 	static := http.StripPrefix("/static/", http.FileServer(http.FS(sub)))
 	e.GET("/static/*file", func(c *gin.Context) {
@@ -100,7 +100,7 @@ func (a *App) Register(e *gin.Engine) {
 	e.GET("/auth/renew", a.renew)
 	e.POST("/auth/logout", a.requireCSRF, a.logout)
 
-	ad := e.Group("/admin", a.requireStaff, a.limitBody)
+	ad := e.Group("/admin", a.requireStaff)
 	ad.GET("", func(c *gin.Context) { c.Redirect(http.StatusFound, "/admin/articles") })
 	ad.GET("/articles", a.adminArticles)
 	ad.GET("/articles/new", a.editorNew)
@@ -121,12 +121,16 @@ func (a *App) Register(e *gin.Engine) {
 	e.NoRoute(func(c *gin.Context) { a.problem(c, http.StatusNotFound, "") })
 }
 
-// limitBody caps request bodies so a form can't exhaust memory: uploads get
-// the media limit plus room for the multipart envelope, other forms 4 MiB.
+// limitBody caps every request body, before anything can parse one (the
+// CSRF check, the renew page): uploads get the media limit plus room for the
+// multipart envelope, other /admin forms 4 MiB, and the rest (sign-out) 64 KiB.
 func (a *App) limitBody(c *gin.Context) {
-	n := int64(4 << 20)
-	if c.Request.URL.Path == "/admin/media" {
+	n := int64(64 << 10)
+	switch p := c.Request.URL.Path; {
+	case p == "/admin/media":
 		n = a.opt.MediaMaxBytes + 1<<20
+	case isAdminPath(p):
+		n = 4 << 20
 	}
 	if c.Request.Body != nil {
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, n)
@@ -360,13 +364,20 @@ type cachedPage struct {
 }
 
 type pageCache struct {
-	ttl time.Duration
-	now func() time.Time
-	mu  sync.RWMutex
-	m   map[string]cachedPage
+	ttl   time.Duration
+	now   func() time.Time
+	mu    sync.RWMutex
+	m     map[string]cachedPage
+	bytes int // the bodies held
 }
 
-const pageCacheMax = 2000
+// The cache starts over when either bound would be passed. Keys hold only
+// what a page depends on (see cacheKey), so the bounds are reached by many
+// real pages, never by one page under many query strings.
+const (
+	pageCacheMax      = 2000
+	pageCacheMaxBytes = 64 << 20
+)
 
 func newPageCache(ttl time.Duration, now func() time.Time) *pageCache {
 	return &pageCache{ttl: ttl, now: now, m: map[string]cachedPage{}}
@@ -379,28 +390,41 @@ func (pc *pageCache) get(key string) (cachedPage, bool) {
 	pc.mu.RLock()
 	p, ok := pc.m[key]
 	pc.mu.RUnlock()
-	if !ok || pc.now().After(p.exp) {
+	if ok && pc.now().After(p.exp) {
+		pc.mu.Lock()
+		if cur, still := pc.m[key]; still && cur.exp.Equal(p.exp) {
+			delete(pc.m, key)
+			pc.bytes -= len(cur.body)
+		}
+		pc.mu.Unlock()
 		return cachedPage{}, false
 	}
-	return p, true
+	return p, ok
 }
 
 func (pc *pageCache) put(key string, p cachedPage) {
 	if pc.ttl <= 0 {
 		return
 	}
+	if len(p.body) > pageCacheMaxBytes/16 {
+		return // one huge page would crowd out the rest
+	}
 	p.exp = pc.now().Add(pc.ttl)
 	pc.mu.Lock()
-	if len(pc.m) >= pageCacheMax {
-		pc.m = map[string]cachedPage{}
+	if old, ok := pc.m[key]; ok {
+		pc.bytes -= len(old.body)
+	}
+	if len(pc.m) >= pageCacheMax || pc.bytes+len(p.body) > pageCacheMaxBytes {
+		pc.m, pc.bytes = map[string]cachedPage{}, 0
 	}
 	pc.m[key] = p
+	pc.bytes += len(p.body)
 	pc.mu.Unlock()
 }
 
 func (pc *pageCache) clear() {
 	pc.mu.Lock()
-	pc.m = map[string]cachedPage{}
+	pc.m, pc.bytes = map[string]cachedPage{}, 0
 	pc.mu.Unlock()
 }
 
@@ -409,11 +433,32 @@ func etagOf(b []byte) string {
 	return `"` + hex.EncodeToString(sum[:10]) + `"`
 }
 
+// cacheKey is the path and the query parameters the page reads (params),
+// nothing else: /feed.xml?x=1 … ?x=9999 are one entry, not ten thousand
+// misses filling memory.
+func cacheKey(c *gin.Context, params []string) string {
+	key := c.Request.URL.Path
+	if len(params) == 0 {
+		return key
+	}
+	q := url.Values{}
+	for _, name := range params {
+		if v := c.Query(name); v != "" {
+			q.Set(name, v)
+		}
+	}
+	if len(q) == 0 {
+		return key
+	}
+	return key + "?" + q.Encode()
+}
+
 // serveCacheable writes a public response with an ETag, answering 304 when
 // the browser already has it, and keeps anonymous copies for PageCacheTTL.
-// shared=true means the body does not depend on the user at all (feeds).
-func (a *App) serveCacheable(c *gin.Context, shared bool, build func() (int, string, []byte, bool)) {
-	key := c.Request.URL.RequestURI()
+// shared=true means the body does not depend on the user at all (feeds);
+// params are the query parameters build reads.
+func (a *App) serveCacheable(c *gin.Context, shared bool, params []string, build func() (int, string, []byte, bool)) {
+	key := cacheKey(c, params)
 	cacheable := shared || !principal(c).Authenticated()
 	if cacheable {
 		if p, ok := a.cache.get(key); ok {

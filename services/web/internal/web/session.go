@@ -306,8 +306,10 @@ func (a *App) requireCSRF(c *gin.Context) {
 // csrfOK: the form's token equals this browser's cookie (multipart forms too).
 func (a *App) csrfOK(c *gin.Context) bool {
 	ck, err := c.Request.Cookie(cookieCSRF)
-	form := c.PostForm("csrf")
-	return err == nil && ck.Value != "" && subtle.ConstantTimeCompare([]byte(ck.Value), []byte(form)) == 1
+	if err != nil || ck.Value == "" {
+		return false // no cookie: nothing to compare, so the body is never parsed
+	}
+	return subtle.ConstantTimeCompare([]byte(ck.Value), []byte(c.PostForm("csrf"))) == 1
 }
 
 // requireStaff guards /admin: anonymous → sign in, readers → a friendly 403.

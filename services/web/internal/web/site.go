@@ -48,8 +48,11 @@ func (a *App) htmlPage(c *gin.Context, name string, p *Page) (int, string, []byt
 	return http.StatusOK, "text/html; charset=utf-8", body, true
 }
 
+// pageParams: list pages read only the page token.
+var pageParams = []string{"after"}
+
 func (a *App) home(c *gin.Context) {
-	a.serveCacheable(c, false, func() (int, string, []byte, bool) {
+	a.serveCacheable(c, false, pageParams, func() (int, string, []byte, bool) {
 		after := c.Query("after")
 		res, err := a.listPublished(c, "", after, homePageSize)
 		if err != nil {
@@ -81,7 +84,7 @@ func (a *App) article(c *gin.Context) {
 		a.page(c, http.StatusOK, "article", a.articlePage(res.Msg.GetArticle()))
 		return
 	}
-	a.serveCacheable(c, false, func() (int, string, []byte, bool) {
+	a.serveCacheable(c, false, nil, func() (int, string, []byte, bool) {
 		res, err := a.opt.Articles.GetArticle(c.Request.Context(), connect.NewRequest(&articlev1.GetArticleRequest{
 			Key: &articlev1.GetArticleRequest_Slug{Slug: slug}}))
 		if err != nil {
@@ -125,7 +128,7 @@ func (a *App) absURL(ref string) string {
 }
 
 func (a *App) author(c *gin.Context) {
-	a.serveCacheable(c, false, func() (int, string, []byte, bool) {
+	a.serveCacheable(c, false, pageParams, func() (int, string, []byte, bool) {
 		id, after := c.Param("id"), c.Query("after")
 		res, err := a.listPublished(c, id, after, homePageSize)
 		if err != nil {
@@ -184,7 +187,7 @@ type atomText struct {
 }
 
 func (a *App) feed(c *gin.Context) {
-	a.serveCacheable(c, true, func() (int, string, []byte, bool) {
+	a.serveCacheable(c, true, nil, func() (int, string, []byte, bool) {
 		res, err := a.listPublished(c, "", "", 20)
 		if err != nil {
 			a.fail(c, err)
@@ -222,7 +225,7 @@ type sitemapURL struct {
 const sitemapMax = 5000
 
 func (a *App) sitemap(c *gin.Context) {
-	a.serveCacheable(c, true, func() (int, string, []byte, bool) {
+	a.serveCacheable(c, true, nil, func() (int, string, []byte, bool) {
 		base := a.opt.Site.URL
 		set := urlSet{URLs: []sitemapURL{{Loc: base + "/"}}}
 		authors := map[string]bool{}

@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"fmt"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/xml"
@@ -219,6 +220,105 @@ func TestHomeListsPublishedArticlesWithHeadersAndETag(t *testing.T) {
 	// Served from the page cache: one ListArticles call for both requests.
 	if n := h.articles.calls["ListArticles"]; n != 1 {
 		t.Fatalf("ListArticles called %d times, want 1 (cached)", n)
+	}
+}
+
+// A page is cached under its path and the query parameters it reads, so a
+// stream of made-up query strings is one entry and one backend call, not one
+// each: a review filled 3.5 GB of heap with /feed.xml?x=1 … ?x=1999.
+func TestPageCacheKeysOnlyWhatAPageReads(t *testing.T) {
+	h := newHarness(t)
+	for i := 0; i < homePageSize+3; i++ {
+		h.published("Story "+string(rune('A'+i)), "story-"+string(rune('a'+i)), "x")
+	}
+	for i := 0; i < 50; i++ {
+		for _, path := range []string{"/feed.xml?x=%d", "/?utm_source=%d", "/articles/story-a?x=%d", "/sitemap.xml?v=%d"} {
+			if resp, _ := h.do(req{path: fmt.Sprintf(path, i)}); resp.StatusCode != http.StatusOK {
+				t.Fatalf("GET %s = %d", fmt.Sprintf(path, i), resp.StatusCode)
+			}
+		}
+	}
+	h.articles.mu.Lock()
+	lists, gets := h.articles.calls["ListArticles"], h.articles.calls["GetArticle"]
+	h.articles.mu.Unlock()
+	if lists > 3 || gets > 1 { // home, feed, sitemap list once each; the article page gets once
+		t.Fatalf("200 requests under 4 pages made %d ListArticles and %d GetArticle calls, want at most 3 and 1", lists, gets)
+	}
+	// The page token is part of the key: page 2 is not page 1.
+	_, first := h.do(req{path: "/"})
+	_, second := h.do(req{path: "/?after=12&utm_source=x"})
+	if first == second {
+		t.Fatal("/?after=12 served the first page from the cache")
+	}
+}
+
+func TestPageCacheStaysWithinItsBounds(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	pc := newPageCache(time.Minute, func() time.Time { return now })
+	page := make([]byte, 1<<20)
+	for i := 0; i < 200; i++ {
+		pc.put(fmt.Sprintf("/p%d", i), cachedPage{status: 200, body: page})
+		if pc.bytes > pageCacheMaxBytes || len(pc.m) > pageCacheMax {
+			t.Fatalf("after %d pages: %d bytes in %d entries, bounds %d and %d", i+1, pc.bytes, len(pc.m), pageCacheMaxBytes, pageCacheMax)
+		}
+	}
+	pc.put("/huge", cachedPage{status: 200, body: make([]byte, pageCacheMaxBytes/16+1)})
+	if _, ok := pc.get("/huge"); ok {
+		t.Fatal("a page of a sixteenth of the cache was kept")
+	}
+	pc.clear()
+	pc.put("/a", cachedPage{status: 200, body: page})
+	now = now.Add(2 * time.Minute)
+	if _, ok := pc.get("/a"); ok || len(pc.m) != 0 || pc.bytes != 0 {
+		t.Fatalf("an expired page is still held: %d entries, %d bytes", len(pc.m), pc.bytes)
+	}
+}
+
+// countingBody is a request body that counts what the server read of it.
+type countingBody struct {
+	r io.Reader
+	n int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	return n, err
+}
+
+// No form outside /admin is larger than a sign-out, so web reads at most
+// 64 KiB of any other body before it answers: a review had an anonymous
+// POST /auth/logout parse 69 MB.
+func TestBodiesAreBoundedBeforeTheyAreParsed(t *testing.T) {
+	h := newHarness(t)
+	huge := strings.Repeat("a", 16<<20)
+	for _, tc := range []struct {
+		what, path, ctype, body string
+		cookies                 []*http.Cookie
+	}{
+		{"anonymous sign-out", "/auth/logout", "application/x-www-form-urlencoded", "x=" + huge + "&csrf=" + csrfTok, nil},
+		{"sign-out with the CSRF cookie", "/auth/logout", "application/x-www-form-urlencoded", "x=" + huge + "&csrf=" + csrfTok,
+			[]*http.Cookie{{Name: cookieCSRF, Value: csrfTok}}},
+		{"multipart sign-out", "/auth/logout", "multipart/form-data; boundary=b", "--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x\"\r\n\r\n" + huge,
+			[]*http.Cookie{{Name: cookieCSRF, Value: csrfTok}}},
+		{"a post to an unknown page", "/nowhere", "application/x-www-form-urlencoded", huge, nil},
+	} {
+		body := &countingBody{r: strings.NewReader(tc.body)}
+		r := httptest.NewRequest(http.MethodPost, "/auth/logout", body)
+		r.URL.Path = tc.path
+		r.Header.Set("Content-Type", tc.ctype)
+		r.Header.Set("Origin", origin)
+		for _, ck := range tc.cookies {
+			r.AddCookie(ck)
+		}
+		w := httptest.NewRecorder()
+		h.web.Config.Handler.ServeHTTP(w, r)
+		if w.Code == http.StatusOK || w.Code == http.StatusFound {
+			t.Errorf("%s: %d, want a refusal", tc.what, w.Code)
+		}
+		if body.n > 64<<10+32<<10 {
+			t.Errorf("%s: web read %d bytes of the body, want at most 64 KiB (and a buffer)", tc.what, body.n)
+		}
 	}
 }
 

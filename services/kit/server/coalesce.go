@@ -42,12 +42,18 @@ var heldBuffers = sync.Pool{New: func() any { b := make([]byte, 0, maxHeld); ret
 var stallFlush = 5 * time.Millisecond
 
 // coalescingListener hands out TCP connections that can hold a response.
-type coalescingListener struct{ net.Listener }
+// writeTimeout is the server's WriteTimeout (0 = none): net/http clears its
+// write deadline before the connection goes idle, which is when held bytes
+// are sent, so the connection bounds that send itself.
+type coalescingListener struct {
+	net.Listener
+	writeTimeout time.Duration
+}
 
 func (l coalescingListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if tc, ok := c.(*net.TCPConn); ok {
-		return &coalescingConn{TCPConn: tc}, nil
+		return &coalescingConn{TCPConn: tc, writeTimeout: l.writeTimeout}, nil
 	}
 	return c, err
 }
@@ -56,6 +62,7 @@ func (l coalescingListener) Accept() (net.Conn, error) {
 // ones that write (Write, ReadFrom, CloseWrite, Close) send held bytes first.
 type coalescingConn struct {
 	*net.TCPConn
+	writeTimeout time.Duration
 
 	mu      sync.Mutex
 	holding bool    // a bodiless HTTP/1 response is being written
@@ -170,6 +177,19 @@ func (c *coalescingConn) endResponse() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.holding = false
+	c.sendHeldInTime()
+}
+
+// sendHeldInTime sends what is held within the server's WriteTimeout: it
+// runs where net/http has no deadline of its own (idle, hijacked, closing),
+// and a client that never reads must not keep the connection's goroutine
+// forever. The deadline is cleared after, as net/http left it. The caller
+// holds c.mu.
+func (c *coalescingConn) sendHeldInTime() {
+	if c.writeTimeout > 0 && len(c.held) > 0 && c.err == nil {
+		_ = c.TCPConn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+		defer func() { _ = c.TCPConn.SetWriteDeadline(time.Time{}) }()
+	}
 	_ = c.sendHeld(false)
 }
 
@@ -196,7 +216,7 @@ func (c *coalescingConn) CloseWrite() error {
 func (c *coalescingConn) Close() error {
 	if c.mu.TryLock() {
 		c.holding = false
-		_ = c.sendHeld(false)
+		c.sendHeldInTime()
 		c.mu.Unlock()
 	}
 	return c.TCPConn.Close()

@@ -150,7 +150,7 @@ func connPair(t *testing.T) (*coalescingConn, net.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	server, err := coalescingListener{ln}.Accept()
+	server, err := coalescingListener{Listener: ln}.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,5 +254,38 @@ func TestCloseInterruptsABlockedWrite(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the blocked write was not interrupted by Close")
+	}
+}
+
+// Held bytes go out when the connection turns idle, after net/http has
+// cleared its write deadline: the server's WriteTimeout must still bound
+// that send, or a client that pipelines requests and never reads keeps the
+// connection's goroutine and buffer forever (a review saw one stuck 40 s
+// with WriteTimeout 1s).
+func TestHeldBytesAreSentWithinTheWriteTimeout(t *testing.T) {
+	server, client := connPair(t) // the client never reads
+	server.writeTimeout = 200 * time.Millisecond
+	_ = client.(*net.TCPConn).SetReadBuffer(1024)
+	_ = server.TCPConn.SetWriteBuffer(1024)
+	// Fill both socket buffers, as earlier responses would.
+	_ = server.TCPConn.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
+	for {
+		if _, err := server.TCPConn.Write(make([]byte, 64<<10)); err != nil {
+			break
+		}
+	}
+	_ = server.TCPConn.SetWriteDeadline(time.Time{}) // as net/http leaves it at idle
+	if _, err := server.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { flushWhenDone(server, http.StateIdle); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the idle flush is still blocked on a client that never reads")
+	}
+	if _, err := server.Write([]byte("next")); err == nil {
+		t.Fatal("the connection carries on after its held bytes timed out")
 	}
 }

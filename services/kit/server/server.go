@@ -186,7 +186,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ConnState:         flushWhenDone,
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- hs.Serve(coalescingListener{ln}) }()
+	go func() { serveErr <- hs.Serve(coalescingListener{ln, s.opts.WriteTimeout}) }()
 	s.log.Info("http server listening", "addr", ln.Addr().String())
 
 	select {

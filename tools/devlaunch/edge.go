@@ -98,6 +98,7 @@ func (e *Edge) serve(ctx *fasthttp.RequestCtx) {
 	req := &ctx.Request
 	dropHopByHop(&req.Header)
 	req.Header.Del("Forwarded")
+	req.Header.Del("X-Forwarded-For") // every line a client sent: Set replaces only the first
 	req.Header.Set("X-Forwarded-For", ctx.RemoteIP().String())
 	req.Header.SetBytesV("X-Forwarded-Host", req.Header.Host())
 	req.Header.Set("X-Forwarded-Proto", "http")

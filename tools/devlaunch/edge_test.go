@@ -78,6 +78,23 @@ func TestEdgeRoutesLikeTheIngress(t *testing.T) {
 			t.Errorf("GET %s → %q, want backend %s with Host %s, the same path and X-Forwarded-* from the connection", path, b, want, host)
 		}
 	}
+	// Every X-Forwarded-For line a client sends is replaced, not just the first.
+	xff := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, strings.Join(r.Header.Values("X-Forwarded-For"), "|"))
+	}))
+	defer xff.Close()
+	req, _ := http.NewRequest(http.MethodGet, startEdge(t, xff.URL, xff.URL)+"/", nil)
+	req.Header.Add("X-Forwarded-For", "127.0.0.1")
+	req.Header.Add("X-Forwarded-For", "7.7.7.7")
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "127.0.0.1" {
+			t.Errorf("two X-Forwarded-For lines reach the backend as %q, want only the connection's address", b)
+		}
+	}
 	// A path that only reaches /media after normalisation is routed by what the backend will see.
 	resp, err := http.Get(edge + "/media/../admin")
 	if err != nil {

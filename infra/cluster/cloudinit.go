@@ -19,7 +19,33 @@ const (
 	PrivateNIC      = "eth1"
 	BootstrapScript = "/usr/local/sbin/pressroom-bootstrap" // DigitalOcean's VPC interface
 	metadataURL     = "http://169.254.169.254/metadata/v1/interfaces"
+	PodCIDR         = "10.42.0.0/16" // K3s's default cluster-cidr
+	MetadataGuard   = "pressroom-metadata-guard.service"
 )
+
+// metadataGuardRule keeps pods away from the droplet's metadata service,
+// which serves this user-data (every CA key and the join token) for the
+// droplet's whole life. pressroom's own pods are kept away by their
+// NetworkPolicies; this covers every other namespace (Traefik, CoreDNS,
+// cert-manager, the upgrade controller). The raw table sees a pod's packet
+// before any filter rule K3s adds could accept it; the node itself still
+// reads the metadata.
+const metadataGuardRule = "PREROUTING -s " + PodCIDR + " -d 169.254.169.254/32 -j DROP"
+
+// metadataGuardUnit applies the rule at every boot, before K3s starts.
+const metadataGuardUnit = `[Unit]
+Description=pressroom: pods may not read the droplet metadata (the user-data holds the cluster CAs and join token)
+Before=k3s.service
+After=network-pre.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'iptables -t raw -C ` + metadataGuardRule + ` 2>/dev/null || iptables -t raw -I ` + metadataGuardRule + `'
+
+[Install]
+WantedBy=multi-user.target
+`
 
 // NodeSpec is everything one server's first boot needs.
 type NodeSpec struct {
@@ -95,8 +121,10 @@ func UserData(n NodeSpec) (string, error) {
 		files = append(files, file{Path: TLSDir + "/" + p, Permissions: perm, Content: n.CAFiles[p]})
 	}
 	files = append(files, file{Path: K3sConfig, Permissions: "0600", Content: k3s})
+	files = append(files, file{Path: "/etc/systemd/system/" + MetadataGuard, Permissions: "0644", Content: metadataGuardUnit})
 
-	var run []string
+	// Before anything else, and before K3s can start a pod: the guard.
+	run := []string{fmt.Sprintf("systemctl enable --now %s || { echo 'pressroom: the metadata guard (iptables) did not start; K3s is not installed without it' >&2; exit 1; }", MetadataGuard)}
 	if n.VolumeName != "" {
 		dev := "/dev/disk/by-id/scsi-0DO_Volume_" + n.VolumeName
 		run = append(run,

@@ -85,6 +85,19 @@ func TestUserDataFirstServerOfHA(t *testing.T) {
 	if strings.Index(script, "mount -a") > strings.Index(script, "INSTALL_K3S_VERSION") {
 		t.Error("the volume must be mounted before K3s is installed")
 	}
+	// Pods never reach the metadata service that serves this document (CA
+	// keys, token): the guard's unit runs before K3s, at every boot.
+	unit := files["/etc/systemd/system/"+MetadataGuard]
+	for _, want := range []string{"Before=k3s.service", "WantedBy=multi-user.target",
+		"iptables -t raw -C PREROUTING -s 10.42.0.0/16 -d 169.254.169.254/32 -j DROP",
+		"|| iptables -t raw -I PREROUTING -s 10.42.0.0/16 -d 169.254.169.254/32 -j DROP"} {
+		if !strings.Contains(unit, want) {
+			t.Errorf("metadata guard unit lacks %q:\n%s", want, unit)
+		}
+	}
+	if g, k := strings.Index(script, "systemctl enable --now "+MetadataGuard), strings.Index(script, "INSTALL_K3S_VERSION"); g < 0 || g > k {
+		t.Errorf("the metadata guard must be enabled before K3s is installed:\n%s", script)
+	}
 }
 
 func TestUserDataJoiningServer(t *testing.T) {
@@ -102,6 +115,9 @@ func TestUserDataJoiningServer(t *testing.T) {
 	}
 	if files[TLSDir+"/client-ca.crt"] != "C" {
 		t.Error("joining servers carry the shared CAs")
+	}
+	if files["/etc/systemd/system/"+MetadataGuard] == "" || !strings.Contains(files[BootstrapScript], "systemctl enable --now "+MetadataGuard) {
+		t.Error("joining servers carry the CAs too, so they get the metadata guard")
 	}
 }
 

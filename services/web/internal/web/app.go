@@ -132,7 +132,7 @@ func (a *App) limitBody(c *gin.Context) {
 	case isAdminPath(p):
 		n = 4 << 20
 	}
-	if c.Request.Body != nil {
+	if c.Request.Body != nil && c.Request.Body != http.NoBody { // a page view has none: no wrapper to allocate
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, n)
 	}
 	c.Next()

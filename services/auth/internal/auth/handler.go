@@ -188,8 +188,10 @@ func (h *Handler) toConnect(ctx context.Context, err error) error {
 		errors.Is(err, ErrIDTokenInvalid), errors.Is(err, ErrNonceMismatch):
 		h.log.InfoContext(ctx, "authentication refused", "err", err)
 		return connect.NewError(connect.CodeUnauthenticated, err)
-	case errors.Is(err, ErrEmailUnverified), errors.Is(err, ErrNotAdmin):
+	case errors.Is(err, ErrEmailUnverified), errors.Is(err, ErrNotAdmin), errors.Is(err, ErrIdentityMismatch):
 		return connect.NewError(connect.CodePermissionDenied, err)
+	case errors.Is(err, ErrEmailTaken):
+		return connect.NewError(connect.CodeFailedPrecondition, err)
 	case errors.Is(err, ErrLastAdmin):
 		return connectkit.FailedPrecondition("this user is the last admin: make another user admin first")
 	case errors.Is(err, ErrAdminEmail):

@@ -24,8 +24,10 @@ type OIDCConfig struct {
 	HTTPClient *http.Client
 }
 
-// Identity is what a verified ID token says about the person.
+// Identity is what a verified ID token says about the person. Issuer and
+// Subject (iss + sub) identify the person; the e-mail may change hands.
 type Identity struct {
+	Issuer  string
 	Subject string
 	Email   string
 	Name    string
@@ -133,6 +135,9 @@ func (p *Provider) Exchange(ctx context.Context, code, pkceVerifier, nonce strin
 	if idt.Nonce == "" || idt.Nonce != nonce {
 		return id, ErrNonceMismatch
 	}
+	if idt.Subject == "" {
+		return id, fmt.Errorf("%w: no sub claim", ErrIDTokenInvalid)
+	}
 	var c struct {
 		Email         string          `json:"email"`
 		EmailVerified json.RawMessage `json:"email_verified"`
@@ -149,5 +154,8 @@ func (p *Provider) Exchange(ctx context.Context, code, pkceVerifier, nonce strin
 	if v := strings.Trim(string(c.EmailVerified), `"`); v != "true" {
 		return id, ErrEmailUnverified
 	}
-	return Identity{Subject: idt.Subject, Email: strings.TrimSpace(c.Email), Name: c.Name, Picture: c.Picture}, nil
+	// The issuer is the configured one, which the verifier checked the token
+	// against: Google's iss is sometimes "accounts.google.com" without the
+	// scheme, and one person must not look like two.
+	return Identity{Issuer: p.cfg.IssuerURL, Subject: idt.Subject, Email: strings.TrimSpace(c.Email), Name: c.Name, Picture: c.Picture}, nil
 }

@@ -136,12 +136,30 @@ func (s *Service) FinishSignIn(ctx context.Context, code, state string) (SignInO
 	if err != nil {
 		return out, err
 	}
-	res, err := s.store.UpsertOnSignIn(ctx, id.Email, id.Name, id.Picture, s.adminEmail(id.Email))
-	if err != nil {
+	res, err := s.store.UpsertOnSignIn(ctx, id, s.adminEmail(id.Email))
+	var mismatch *IdentityMismatchError
+	var taken *EmailTakenError
+	switch {
+	case errors.As(err, &mismatch):
+		s.log.WarnContext(ctx, "sign-in refused: the account with this e-mail is bound to another person at the provider "+
+			"(recycled address?); an admin must release it", "user_id", mismatch.UserID, "issuer", id.Issuer)
+		return out, err
+	case errors.As(err, &taken):
+		s.log.WarnContext(ctx, "sign-in refused: the provider gives this account an e-mail another account holds",
+			"user_id", taken.UserID, "other_user_id", taken.OtherID, "issuer", id.Issuer)
+		return out, err
+	case err != nil:
 		return out, err
 	}
 	if res.Created {
 		s.log.InfoContext(ctx, "user created", "user_id", res.User.ID, "roles", res.User.Roles)
+	}
+	if res.Bound {
+		s.log.InfoContext(ctx, "user bound to the provider's identity", "user_id", res.User.ID,
+			"issuer", id.Issuer, "previous_issuer", res.PreviousIssuer)
+	}
+	if res.EmailChanged {
+		s.log.InfoContext(ctx, "user's e-mail changed at the provider", "user_id", res.User.ID)
 	}
 	if res.Promoted {
 		s.log.InfoContext(ctx, "user promoted to admin by ADMIN_EMAILS", "user_id", res.User.ID)

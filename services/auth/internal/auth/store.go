@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -28,6 +29,11 @@ type User struct {
 	Roles     []string
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// OIDCIssuer and OIDCSubject are the provider's identity of the person
+	// (iss + sub) the account is bound to; both "" until its first sign-in
+	// since identities are stored.
+	OIDCIssuer  string
+	OIDCSubject string
 }
 
 // IsAdmin reports whether the stored roles include admin.
@@ -43,7 +49,30 @@ var (
 	ErrLastAdmin      = errors.New("last admin")
 	ErrActorNotAdmin  = errors.New("actor is not an admin")
 	ErrAdminEmail     = errors.New("e-mail is listed in ADMIN_EMAILS")
+
+	// ErrIdentityMismatch: the e-mail's account is bound to another person
+	// (another subject at the same provider), e.g. a recycled address.
+	ErrIdentityMismatch = errors.New("this e-mail address now belongs to a different account at the sign-in provider; " +
+		"an admin must release the old account before it can sign in")
+	// ErrEmailTaken: the provider now gives the signing-in account an e-mail
+	// address another account holds.
+	ErrEmailTaken = errors.New("the sign-in provider now gives this account an e-mail address that another account uses; " +
+		"an admin must change or remove the other account before this one can sign in")
 )
+
+// IdentityMismatchError is ErrIdentityMismatch with the account it concerns
+// (for the log; the message shown to the person does not name it).
+type IdentityMismatchError struct{ UserID string }
+
+func (e *IdentityMismatchError) Error() string { return ErrIdentityMismatch.Error() }
+func (e *IdentityMismatchError) Unwrap() error { return ErrIdentityMismatch }
+
+// EmailTakenError is ErrEmailTaken with the accounts it concerns: UserID
+// signed in, OtherID holds the address ("" when not known).
+type EmailTakenError struct{ UserID, OtherID string }
+
+func (e *EmailTakenError) Error() string { return ErrEmailTaken.Error() }
+func (e *EmailTakenError) Unwrap() error { return ErrEmailTaken }
 
 // AdminEmailError: SetRoles would take admin from a user whose e-mail is in
 // ADMIN_EMAILS, which would give it back at their next sign-in.
@@ -64,11 +93,12 @@ type Store struct {
 // NewStore wraps a pool whose database has been migrated with Migrations.
 func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
-const userCols = `id::text, email, name, avatar_url, roles, created_at, updated_at`
+const userCols = `id::text, email, name, avatar_url, roles, created_at, updated_at,
+	coalesce(oidc_issuer, ''), coalesce(oidc_subject, '')`
 
 func scanUser(row pgx.Row) (User, error) {
 	var u User
-	err := row.Scan(&u.ID, &u.Email, &u.Name, &u.AvatarURL, &u.Roles, &u.CreatedAt, &u.UpdatedAt)
+	err := row.Scan(&u.ID, &u.Email, &u.Name, &u.AvatarURL, &u.Roles, &u.CreatedAt, &u.UpdatedAt, &u.OIDCIssuer, &u.OIDCSubject)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return u, ErrNotFound
 	}
@@ -80,34 +110,84 @@ type SignInResult struct {
 	User     User
 	Created  bool // first sign-in
 	Promoted bool // an existing account gained admin through ADMIN_EMAILS
+	// Bound: an existing account found by its e-mail was bound to the
+	// identity; PreviousIssuer is the provider it was bound to before ("" when
+	// it had none, i.e. it was made before identities were stored).
+	Bound          bool
+	PreviousIssuer string
+	EmailChanged   bool // the account, found by its identity, took the provider's new e-mail
 }
 
-// UpsertOnSignIn creates the user at first sign-in (admin when adminEmail,
-// else reader) or refreshes name and avatar. An existing user whose e-mail is
-// now in ADMIN_EMAILS gains admin (audited); removal from the list never
-// demotes anyone, so the list cannot lock admins out by accident.
-func (s *Store) UpsertOnSignIn(ctx context.Context, email, name, avatar string, adminEmail bool) (SignInResult, error) {
+// UpsertOnSignIn finds the account of the person the provider vouched for,
+// or creates it (admin when adminEmail, else reader), and refreshes its
+// name and avatar. The account is the one bound to id's issuer and subject
+// (OpenID Connect: iss + sub identify a user; an e-mail address can be
+// handed to someone else):
+//   - bound to the identity: that account, whatever e-mail it had; it takes
+//     the provider's e-mail unless another account holds that address
+//     (*EmailTakenError, nothing changes);
+//   - else the account with the e-mail: bound to the identity when it has
+//     none yet (made before identities were stored) or one of another issuer
+//     (the operator switched providers); one bound to another subject of
+//     this issuer belongs to someone else: *IdentityMismatchError, nothing
+//     changes;
+//   - else a new account bound to the identity.
+//
+// An existing user whose e-mail is now in ADMIN_EMAILS gains admin (audited);
+// removal from the list never demotes anyone, so the list cannot lock admins
+// out by accident.
+func (s *Store) UpsertOnSignIn(ctx context.Context, id Identity, adminEmail bool) (SignInResult, error) {
+	if id.Issuer == "" || id.Subject == "" {
+		return SignInResult{}, errors.New("sign-in identity lacks the issuer or the subject")
+	}
 	var res SignInResult
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		roles := []string{"reader"}
-		if adminEmail {
-			roles = []string{"admin"}
+		res = SignInResult{}
+		// One sign-in of an identity at a time: a second, concurrent first
+		// sign-in of the same person waits here, then finds the account the
+		// first bound or created. So no two transactions ever write the same
+		// identity, and users_oidc_identity_unique cannot fail a sign-in.
+		// (The two-key advisory lock space is apart from SetRoles' one-key lock.)
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('pressroom.auth.identity'), hashtext($1))`,
+			id.Issuer+" "+id.Subject); err != nil {
+			return fmt.Errorf("lock identity: %w", err)
 		}
-		u, err := scanUser(tx.QueryRow(ctx, `
-			INSERT INTO users (email, name, avatar_url, roles) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (lower(email)) DO NOTHING
-			RETURNING `+userCols, email, name, avatar, roles))
-		if err == nil {
-			res = SignInResult{User: u, Created: true}
-			return nil
+		email := id.Email
+		u, err := scanUser(tx.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE oidc_issuer = $1 AND oidc_subject = $2 FOR UPDATE`,
+			id.Issuer, id.Subject))
+		switch {
+		case err == nil:
+			// Compared as users_email_unique compares: lower().
+			var other string
+			if err := tx.QueryRow(ctx, `
+				SELECT lower($1) <> lower($2),
+					coalesce((SELECT id::text FROM users WHERE lower(email) = lower($1) AND id <> $3 LIMIT 1), '')`,
+				email, u.Email, u.ID).Scan(&res.EmailChanged, &other); err != nil {
+				return fmt.Errorf("look up e-mail: %w", err)
+			}
+			if other != "" {
+				return &EmailTakenError{UserID: u.ID, OtherID: other}
+			}
+			if !res.EmailChanged {
+				email = u.Email // keep the stored spelling, as for accounts found by e-mail
+			}
+		case errors.Is(err, ErrNotFound):
+			u, res.Created, err = insertOrLockByEmail(ctx, tx, id, adminEmail)
+			if err != nil || res.Created {
+				res.User = u
+				return err
+			}
+			switch {
+			case u.OIDCSubject == "" || u.OIDCIssuer != id.Issuer:
+				res.Bound, res.PreviousIssuer = true, u.OIDCIssuer
+			case u.OIDCSubject != id.Subject:
+				return &IdentityMismatchError{UserID: u.ID}
+			}
+			email = u.Email
+		default:
+			return fmt.Errorf("load user by identity: %w", err)
 		}
-		if !errors.Is(err, ErrNotFound) {
-			return fmt.Errorf("insert user: %w", err)
-		}
-		u, err = scanUser(tx.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE lower(email) = lower($1) FOR UPDATE`, email))
-		if err != nil {
-			return fmt.Errorf("load user: %w", err)
-		}
+
 		before := u.Roles
 		after := before
 		if adminEmail && !u.IsAdmin() {
@@ -115,16 +195,22 @@ func (s *Store) UpsertOnSignIn(ctx context.Context, email, name, avatar string, 
 			res.Promoted = true
 		}
 		// Keep what the provider last said, but never blank out what we had.
+		name, avatar := id.Name, id.Picture
 		if name == "" {
 			name = u.Name
 		}
 		if avatar == "" {
 			avatar = u.AvatarURL
 		}
+		uid := u.ID
 		u, err = scanUser(tx.QueryRow(ctx, `
-			UPDATE users SET name = $2, avatar_url = $3, roles = $4, updated_at = now()
-			WHERE id = $1 RETURNING `+userCols, u.ID, name, avatar, after))
-		if err != nil {
+			UPDATE users SET email = $2, name = $3, avatar_url = $4, roles = $5,
+				oidc_issuer = $6, oidc_subject = $7, updated_at = now()
+			WHERE id = $1 RETURNING `+userCols, u.ID, email, name, avatar, after, id.Issuer, id.Subject))
+		if isUniqueViolation(err, "users_email_unique") {
+			// Another account took the address after the check above.
+			return &EmailTakenError{UserID: uid}
+		} else if err != nil {
 			return fmt.Errorf("update user: %w", err)
 		}
 		if res.Promoted {
@@ -135,7 +221,45 @@ func (s *Store) UpsertOnSignIn(ctx context.Context, email, name, avatar string, 
 		res.User = u
 		return nil
 	})
-	return res, err
+	if err != nil {
+		return SignInResult{}, err
+	}
+	return res, nil
+}
+
+// insertOrLockByEmail creates the account of id (created = true), or locks
+// and returns the one that holds id's e-mail.
+func insertOrLockByEmail(ctx context.Context, tx pgx.Tx, id Identity, adminEmail bool) (u User, created bool, err error) {
+	roles := []string{"reader"}
+	if adminEmail {
+		roles = []string{"admin"}
+	}
+	for attempt := 1; ; attempt++ {
+		u, err = scanUser(tx.QueryRow(ctx, `
+			INSERT INTO users (email, name, avatar_url, roles, oidc_issuer, oidc_subject) VALUES ($1, $2, $3, $4, $5, $6)
+			ON CONFLICT (lower(email)) DO NOTHING
+			RETURNING `+userCols, id.Email, id.Name, id.Picture, roles, id.Issuer, id.Subject))
+		if err == nil {
+			return u, true, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return u, false, fmt.Errorf("insert user: %w", err)
+		}
+		u, err = scanUser(tx.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE lower(email) = lower($1) FOR UPDATE`, id.Email))
+		// ErrNotFound: the account that held the address took another one (its
+		// owner signed in with a new e-mail) after the insert saw it; try again.
+		if err == nil || !errors.Is(err, ErrNotFound) || attempt == 3 {
+			if err != nil {
+				err = fmt.Errorf("load user: %w", err)
+			}
+			return u, false, err
+		}
+	}
+}
+
+func isUniqueViolation(err error, constraint string) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == constraint
 }
 
 func audit(ctx context.Context, tx pgx.Tx, actorID, actorEmail string, target User, before, after []string, reason string) error {

@@ -192,6 +192,8 @@ func (h *Handler) toConnect(ctx context.Context, err error) error {
 		return connect.NewError(connect.CodePermissionDenied, err)
 	case errors.Is(err, ErrEmailTaken):
 		return connect.NewError(connect.CodeFailedPrecondition, err)
+	case errors.Is(err, ErrSignInRace):
+		return connect.NewError(connect.CodeAborted, err)
 	case errors.Is(err, ErrLastAdmin):
 		return connectkit.FailedPrecondition("this user is the last admin: make another user admin first")
 	case errors.Is(err, ErrAdminEmail):

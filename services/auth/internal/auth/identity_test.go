@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -414,5 +415,61 @@ func TestConcurrentFirstSignIns(t *testing.T) {
 	}
 	if want := 1 + 2*20; e.userCount() != want {
 		t.Fatalf("%d users, want %d", e.userCount(), want)
+	}
+}
+
+// One person's two sign-ins in flight while their address changes: no
+// account yet, one identity, two e-mails. Only the per-identity lock keeps
+// the second from failing on the identity's unique index (a review saw 28 of
+// 80 fail without it).
+func TestSignInsOfOneIdentityWithTwoEmails(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	for round := range 40 {
+		sub := fmt.Sprintf("s-%d", round)
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i := range 2 {
+			wg.Go(func() {
+				_, errs[i] = e.app.Store.UpsertOnSignIn(ctx, Identity{Issuer: "https://idp.example", Subject: sub,
+					Email: fmt.Sprintf("r%d-%d@example.com", round, i)}, false)
+			})
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+	}
+}
+
+// An address moves off its account (its owner signs in with a new one)
+// while a new person signs in with it: the new person's lookup must try
+// again rather than fail (a review saw 143 of 300 rounds fail without the
+// retry).
+func TestSignInWhileTheAddressMovesAway(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	const iss = "https://idp.example"
+	for round := range 100 {
+		old := fmt.Sprintf("m%d@example.com", round)
+		if _, err := e.app.Store.UpsertOnSignIn(ctx, Identity{Issuer: iss, Subject: "owner-" + old, Email: old}, false); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		var moved, next error
+		wg.Go(func() {
+			_, moved = e.app.Store.UpsertOnSignIn(ctx, Identity{Issuer: iss, Subject: "owner-" + old, Email: "new-" + old}, false)
+		})
+		wg.Go(func() {
+			_, next = e.app.Store.UpsertOnSignIn(ctx, Identity{Issuer: iss, Subject: "next-" + old, Email: old}, false)
+		})
+		wg.Wait()
+		// The new person either finds the address still on the old account
+		// (refused) or free (a new account); never an error of the race.
+		if moved != nil || (next != nil && !errors.Is(next, ErrIdentityMismatch)) {
+			t.Fatalf("round %d: owner %v, new holder %v", round, moved, next)
+		}
 	}
 }

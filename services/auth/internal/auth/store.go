@@ -58,6 +58,9 @@ var (
 	// address another account holds.
 	ErrEmailTaken = errors.New("the sign-in provider now gives this account an e-mail address that another account uses; " +
 		"an admin must change or remove the other account before this one can sign in")
+	// ErrSignInRace: the e-mail's account kept changing address under a
+	// sign-in (three times); signing in again settles it.
+	ErrSignInRace = errors.New("this e-mail address changed hands during the sign-in; please sign in again")
 )
 
 // IdentityMismatchError is ErrIdentityMismatch with the account it concerns
@@ -248,11 +251,13 @@ func insertOrLockByEmail(ctx context.Context, tx pgx.Tx, id Identity, adminEmail
 		u, err = scanUser(tx.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE lower(email) = lower($1) FOR UPDATE`, id.Email))
 		// ErrNotFound: the account that held the address took another one (its
 		// owner signed in with a new e-mail) after the insert saw it; try again.
-		if err == nil || !errors.Is(err, ErrNotFound) || attempt == 3 {
-			if err != nil {
-				err = fmt.Errorf("load user: %w", err)
-			}
-			return u, false, err
+		switch {
+		case err == nil:
+			return u, false, nil
+		case !errors.Is(err, ErrNotFound):
+			return u, false, fmt.Errorf("load user: %w", err)
+		case attempt == 3:
+			return u, false, ErrSignInRace // not "no such user"
 		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"slices"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -84,7 +83,7 @@ var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-A
 	"Proxy-Authorization", "TE", "Trailer", "Upgrade"}
 
 func (e *Edge) serve(ctx *fasthttp.RequestCtx) {
-	if slices.Contains(server.InternalPaths, string(ctx.Path())) {
+	if isInternal(ctx.Path()) {
 		// As the Ingress does: probes and metrics answer inside the platform only.
 		ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
 		ctx.Response.SetStatusCode(fasthttp.StatusForbidden)
@@ -132,6 +131,17 @@ func dropHopByHop(h headers) {
 	for _, name := range hopByHop {
 		h.Del(name)
 	}
+}
+
+// isInternal reports a kit server's probe or metrics path; comparing
+// string(p) == x does not copy p, as passing string(p) on would, per request.
+func isInternal(p []byte) bool {
+	for _, x := range server.InternalPaths {
+		if string(p) == x {
+			return true
+		}
+	}
+	return false
 }
 
 // Serve answers on ln until Shutdown.

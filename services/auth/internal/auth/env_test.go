@@ -52,10 +52,9 @@ type env struct {
 
 var ipCounter atomic.Int32
 
-// newEnv starts the service with extra overriding the default test settings.
-func newEnv(t testing.TB, extra map[string]string) *env {
+// startProvider serves a local OIDC provider for the test client; closed at cleanup.
+func startProvider(t testing.TB) *devoidc.Server {
 	t.Helper()
-	e := &env{t: t, dsn: testkit.Postgres(t), redis: testkit.Redis(t), keys: testkit.JWTKeys(t)}
 	p, err := devoidc.New(devoidc.Options{ClientID: testClientID, ClientSecret: testSecret, RedirectURIs: []string{testRedirect}})
 	if err != nil {
 		t.Fatal(err)
@@ -64,6 +63,14 @@ func newEnv(t testing.TB, extra map[string]string) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+// newEnv starts the service with extra overriding the default test settings.
+func newEnv(t testing.TB, extra map[string]string) *env {
+	t.Helper()
+	e := &env{t: t, dsn: testkit.Postgres(t), redis: testkit.Redis(t), keys: testkit.JWTKeys(t)}
+	p := startProvider(t)
 	e.oidc = p
 	n := ipCounter.Add(1)
 	e.ip = fmt.Sprintf("10.%d.%d.%d", n/65536%256, n/256%256, n%256)

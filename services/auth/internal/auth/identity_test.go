@@ -212,14 +212,7 @@ func TestSignInRebindsOnNewIssuer(t *testing.T) {
 	first := e.signIn("mover@example.com").GetUser()
 	oldIssuer := e.oidc.Issuer()
 
-	p, err := devoidc.New(devoidc.Options{ClientID: testClientID, ClientSecret: testSecret, RedirectURIs: []string{testRedirect}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
+	p := startProvider(t)
 	e.oidc = p
 	e.restart(map[string]string{"OIDC_ISSUER_URL": p.Issuer()})
 	if p.Issuer() == oldIssuer {

@@ -437,20 +437,14 @@ func etagOf(b []byte) string {
 // nothing else: /feed.xml?x=1 … ?x=9999 are one entry, not ten thousand
 // misses filling memory.
 func cacheKey(c *gin.Context, params []string) string {
-	key := c.Request.URL.Path
-	if len(params) == 0 {
-		return key
-	}
-	q := url.Values{}
-	for _, name := range params {
+	key, sep := c.Request.URL.Path, "?"
+	for _, name := range params { // a fixed order: no map, no sort
 		if v := c.Query(name); v != "" {
-			q.Set(name, v)
+			key += sep + name + "=" + url.QueryEscape(v)
+			sep = "&"
 		}
 	}
-	if len(q) == 0 {
-		return key
-	}
-	return key + "?" + q.Encode()
+	return key
 }
 
 // serveCacheable writes a public response with an ETag, answering 304 when

@@ -2,10 +2,10 @@ package web
 
 import (
 	"bytes"
-	"fmt"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/xml"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime/multipart"

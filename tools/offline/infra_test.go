@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"pressroom.dev/kit/server"
 	"pressroom.dev/tools/localkube"
 )
 
@@ -74,6 +75,7 @@ func TestInfraProgram(t *testing.T) {
 		},
 		AfterUp: func(ctx context.Context, t *testing.T, c *localkube.Cluster) {
 			readmeJobsAdmitted(ctx, t, c, filepath.Join(repo, "README.md"))
+			internalPathsRefused(ctx, t, c)
 			upgradePlanOnServer(ctx, t, c, "v1.33.13+k3s1")
 			upgradeK3s(ctx, t, c, p, "ci")
 		},
@@ -82,6 +84,31 @@ func TestInfraProgram(t *testing.T) {
 			upgradePlanOnServer(ctx, t, c, "v1.33.13+k3s2")
 		},
 	}.Run(ctx, t, c, p)
+}
+
+// internalPathsRefused: the Ingress that refuses the servers' probes and
+// metrics to the public lists exactly the paths the kit serves them on, for
+// each host. infra cannot import the kit, so its copy of the list is checked
+// here, against the objects on the API server.
+func internalPathsRefused(ctx context.Context, t *testing.T, c *localkube.Cluster) {
+	t.Helper()
+	out, err := c.Kubectl(ctx, "get", "ingress", "pressroom-internal", "-n", "pressroom", "-o",
+		`jsonpath={range .spec.rules[*]}{.host}:{range .http.paths[*]} {.pathType}={.path}{end};{end}`)
+	if err != nil {
+		t.Fatalf("internal-paths ingress: %v\n%s", err, out)
+	}
+	var want string
+	for _, host := range []string{"example.com", "www.example.com"} {
+		want += host + ":"
+		for _, p := range server.InternalPaths {
+			want += " Exact=" + p
+		}
+		want += ";"
+	}
+	if got := string(out); got != want {
+		t.Fatalf("internal-paths ingress routes:\n got  %s\n want %s (kit/server.InternalPaths)", got, want)
+	}
+	t.Logf("   internal-paths ingress refuses %v on both hosts", server.InternalPaths)
 }
 
 // upgradePlanOnServer: the Plan the controller acts on is on the API server

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	natsserver "github.com/nats-io/nats-server/v2/server"
 )
 
@@ -106,25 +107,14 @@ func (l *Launcher) startPostgres(ctx context.Context, dir string) (*postgres, ma
 			return nil, nil, err
 		}
 	}
+	if cred != nil {
+		if err := reachableBy(cred, dir); err != nil {
+			return nil, nil, err
+		}
+	}
 	if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); err != nil {
-		initdb, err := pgBin("initdb")
-		if err != nil {
+		if err := initPostgres(ctx, dir, data, pw, cred, uid, gid); err != nil {
 			return nil, nil, err
-		}
-		pwfile := filepath.Join(dir, "pwfile")
-		if err := os.WriteFile(pwfile, []byte(pw+"\n"), 0o600); err != nil {
-			return nil, nil, err
-		}
-		if cred != nil {
-			_ = os.Chown(pwfile, uid, gid)
-		}
-		cmd := exec.CommandContext(ctx, initdb, "-D", data, "-U", "postgres", "--pwfile", pwfile,
-			"--auth-local=scram-sha-256", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8")
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-		out, err := cmd.CombinedOutput()
-		_ = os.Remove(pwfile)
-		if err != nil {
-			return nil, nil, fmt.Errorf("initdb: %w\n%s", err, out)
 		}
 	}
 	port, err := freePort()
@@ -151,6 +141,11 @@ func (l *Launcher) startPostgres(ctx context.Context, dir string) (*postgres, ma
 		if err == nil {
 			conn = c
 			break
+		}
+		if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "28P01" {
+			// Retrying cannot help: the cluster was made with another password.
+			return pg, nil, fmt.Errorf("postgres in %s refused the superuser password in %s: they come from different runs. "+
+				"Delete %s (its databases) to start over: %w", data, filepath.Join(l.secretsDir, "postgres-superuser"), dir, err)
 		}
 		if pg.proc.exited() || time.Now().After(deadline) {
 			return pg, nil, fmt.Errorf("postgres did not start on 127.0.0.1:%d: %w", port, err)
@@ -185,6 +180,61 @@ func (l *Launcher) startPostgres(ctx context.Context, dir string) (*postgres, ma
 		dsns[name] = pg.dsn(name, rolePW, db)
 	}
 	return pg, dsns, nil
+}
+
+// initPostgres creates the cluster in data.partial and renames it to data
+// once initdb has finished: an initdb cut short (Ctrl-C) leaves only the
+// partial directory, which the next start removes, never a data directory
+// that looks initialised but has no password set.
+func initPostgres(ctx context.Context, dir, data, pw string, cred *syscall.Credential, uid, gid int) error {
+	initdb, err := pgBin("initdb")
+	if err != nil {
+		return err
+	}
+	partial := data + ".partial"
+	if err := os.RemoveAll(partial); err != nil {
+		return err
+	}
+	pwfile := filepath.Join(dir, "pwfile")
+	if err := os.WriteFile(pwfile, []byte(pw+"\n"), 0o600); err != nil {
+		return err
+	}
+	defer os.Remove(pwfile)
+	if cred != nil {
+		if err := os.Chown(pwfile, uid, gid); err != nil {
+			return err
+		}
+	}
+	cmd := exec.CommandContext(ctx, initdb, "-D", partial, "-U", "postgres", "--pwfile", pwfile,
+		"--auth-local=scram-sha-256", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("initdb: %w\n%s", err, out)
+	}
+	return os.Rename(partial, data)
+}
+
+// reachableBy checks, as the user Postgres will run as, that it can enter
+// dir: under root, a DEV_DATA below a private directory (such as /root,
+// mode 0700) otherwise fails inside initdb with a bare "Permission denied".
+func reachableBy(cred *syscall.Credential, dir string) error {
+	test, err := exec.LookPath("test")
+	if err != nil {
+		return nil // no way to ask; initdb will report it
+	}
+	cmd := exec.Command(test, "-x", dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	if cmd.Run() == nil {
+		return nil
+	}
+	closed := dir
+	for d := filepath.Dir(dir); d != filepath.Dir(d); d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o001 == 0 {
+			closed = d
+		}
+	}
+	return fmt.Errorf("postgres runs as the postgres user (the launcher runs as root) and cannot enter %s: "+
+		"%s is closed to other users. Keep DEV_DATA outside it, e.g. DEV_DATA=/var/tmp/pressroom-dev", dir, closed)
 }
 
 type redis struct {

@@ -92,3 +92,143 @@ func TestDatastores(t *testing.T) {
 		}
 	}
 }
+
+// testLauncher is a launcher with a state directory Postgres can reach when
+// it runs as the postgres user (t.TempDir()'s parent is private under root).
+func testLauncher(t *testing.T) (*Launcher, string) {
+	t.Helper()
+	state, err := os.MkdirTemp("", "devlaunch-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chmod(state, 0o755)
+	l := &Launcher{opt: Options{Log: io.Discard}, stateDir: state, secretsDir: filepath.Join(state, "secrets"), exits: make(chan error, 1)}
+	if err := os.MkdirAll(l.secretsDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		l.stopping.Store(true)
+		for _, p := range l.procs {
+			if err := p.stop(15 * time.Second); err != nil {
+				t.Error(err)
+			}
+		}
+		os.RemoveAll(state)
+	})
+	return l, state
+}
+
+// A first start with DEV_DATA stopped during initdb (Ctrl-C) used to leave a
+// data directory with PG_VERSION but no password, which every later start
+// then retried for a minute and never recovered from.
+func TestPostgresInitCutShortStartsAgain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Postgres")
+	}
+	l, state := testLauncher(t)
+	dir := filepath.Join(state, "postgres")
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { // cancel as soon as initdb has begun writing
+		for ctx.Err() == nil {
+			if _, err := os.Stat(filepath.Join(dir, "data.partial", "PG_VERSION")); err == nil {
+				cancel()
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	if _, _, err := l.startPostgres(ctx, dir); err == nil {
+		t.Fatal("startPostgres finished although it was cancelled during initdb")
+	}
+	cancel()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel2()
+	_, dsns, err := l.startPostgres(ctx2, dir)
+	if err != nil {
+		t.Fatalf("start after an interrupted initdb: %v", err)
+	}
+	conn, err := pgx.Connect(ctx2, dsns["article"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx2)
+	if _, err := os.Stat(filepath.Join(dir, "data.partial")); !os.IsNotExist(err) {
+		t.Errorf("data.partial left behind: %v", err)
+	}
+}
+
+// A kept cluster whose superuser password no longer matches the kept secret
+// fails at once, naming what to delete, instead of retrying for a minute.
+func TestPostgresPasswordMismatchSaysWhatToDelete(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Postgres")
+	}
+	l, state := testLauncher(t)
+	dir := filepath.Join(state, "postgres")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pg, _, err := l.startPostgres(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.proc.stop(15 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(l.secretsDir, "postgres-superuser"), []byte("another-run\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = l.startPostgres(ctx, dir)
+	if err == nil || !strings.Contains(err.Error(), "different runs") || !strings.Contains(err.Error(), "Delete "+dir) {
+		t.Fatalf("want a password-mismatch error naming %s, got %v", dir, err)
+	}
+}
+
+// Under root Postgres runs as the postgres user; a DEV_DATA below a private
+// directory is refused up front with the directory to move out of.
+func TestPostgresDataBelowAPrivateDirectory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Postgres")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("only root runs Postgres as another user")
+	}
+	l, state := testLauncher(t)
+	private := filepath.Join(state, "private")
+	if err := os.Mkdir(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := l.startPostgres(context.Background(), filepath.Join(private, "data", "postgres"))
+	if err == nil || !strings.Contains(err.Error(), private+" is closed to other users") {
+		t.Fatalf("want an error naming %s, got %v", private, err)
+	}
+}
+
+// A process that exits on its own after start-up is reported; one stopped
+// by Stop is not.
+func TestUnexpectedExitIsReported(t *testing.T) {
+	l, _ := testLauncher(t)
+	if _, err := l.spawn("crasher", "/bin/sh", []string{"-c", "exit 3"}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-l.exits:
+		if !strings.Contains(err.Error(), "crasher exited unexpectedly (exit status 3)") {
+			t.Fatalf("report: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no report of the exit")
+	}
+	l.stopping.Store(true)
+	sleeper, err := l.spawn("sleeper", "/bin/sleep", []string{"60"}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sleeper.stop(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-l.exits:
+		t.Fatalf("a stopped process was reported: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+}

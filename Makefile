@@ -39,8 +39,11 @@ bench: deps ## benchmarks (performance targets live here, never in timed tests)
 lint: tools ## go vet and staticcheck across the workspace
 	@for m in $(MODULES); do echo "== $$m"; (cd $$m && go vet ./... && staticcheck ./...) || exit 1; done
 
+# Built, then exec'd, not `go run`: make passes SIGTERM to its child, and
+# `go run` would not pass it on to the launcher.
 dev: deps ## run the whole platform on this machine (no cloud account) at http://localhost:8080
-	@go run ./tools/cmd/dev
+	@go build -o $(PRESSROOM_CACHE)/bin/pressroom-dev ./tools/cmd/dev
+	@exec $(PRESSROOM_CACHE)/bin/pressroom-dev
 
 preview: ## pulumi preview of STACK (default staging)
 	@tools/pulumi.sh preview --diff -s $(STACK)

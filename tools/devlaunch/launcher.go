@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
@@ -38,7 +39,7 @@ type Options struct {
 	DataDir     string    // keep state here across runs (DEV_DATA); "" = a temp dir removed at Stop
 	EdgeAddr    string    // the public listener; default 127.0.0.1:8080, "127.0.0.1:0" picks a free port
 	PublicHost  string    // host name in PUBLIC_URL; default localhost (browsers allow Secure cookies there)
-	AdminEmails []string  // default admin@example.com; the first one becomes admin at sign-up
+	AdminEmails []string  // default admin@example.com; auth makes each admin when it signs in
 	Log         io.Writer // every process's log lines, prefixed by its name; nil = discarded
 	// Env adds or overrides variables per service (e.g. {"web": {"LOG_LEVEL": "debug"}}).
 	Env map[string]map[string]string
@@ -78,6 +79,9 @@ type Launcher struct {
 	oidc  *devoidc.Server
 	edge  *Edge
 	stop  sync.Once
+	// stopping is set once Stop begins: exits after that are expected.
+	stopping atomic.Bool
+	exits    chan error
 }
 
 // FindRepoRoot walks up from the working directory to the directory holding go.work.
@@ -118,7 +122,7 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 			return nil, err
 		}
 	}
-	l := &Launcher{opt: o}
+	l := &Launcher{opt: o, exits: make(chan error, 1)}
 	if o.DataDir != "" {
 		l.stateDir, err = filepath.Abs(o.DataDir)
 		if err == nil {
@@ -370,8 +374,12 @@ func (l *Launcher) waitReady(ctx context.Context, name, base string) error {
 	}
 }
 
-// Stop stops every process (services first, datastores last) and, for a
-// temporary launch, removes its state.
+// Exited reports the first process that exits on its own after Start
+// (a crashed service, a killed datastore): the platform is broken then.
+func (p *Platform) Exited() <-chan error { return p.l.exits }
+
+// Stop stops every process (the services together, then Redis and Postgres)
+// and, for a temporary launch, removes its state.
 func (p *Platform) Stop() error {
 	if p == nil || p.l == nil {
 		return nil
@@ -379,6 +387,7 @@ func (p *Platform) Stop() error {
 	l := p.l
 	var errs []error
 	l.stop.Do(func() {
+		l.stopping.Store(true)
 		if l.edge != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			_ = l.edge.Shutdown(ctx)
@@ -387,12 +396,18 @@ func (p *Platform) Stop() error {
 		l.mu.Lock()
 		procs := append([]*proc(nil), l.procs...)
 		l.mu.Unlock()
-		// Services in reverse start order, then redis and postgres (started first).
-		for i := len(procs) - 1; i >= 0; i-- {
-			if err := procs[i].stop(15 * time.Second); err != nil {
-				errs = append(errs, err)
+		// Services at once, each within its grace; then the datastores they
+		// used (spawned first), so no service loses its database mid-shutdown.
+		var services, datastores []*proc
+		for _, pr := range procs {
+			if pr.name == "postgres" || pr.name == "redis" {
+				datastores = append(datastores, pr)
+			} else {
+				services = append(services, pr)
 			}
 		}
+		errs = append(errs, stopAll(services, 15*time.Second)...)
+		errs = append(errs, stopAll(datastores, 15*time.Second)...)
 		if l.oidc != nil {
 			_ = l.oidc.Close()
 		}
@@ -407,6 +422,36 @@ func (p *Platform) Stop() error {
 		}
 	})
 	return errors.Join(errs...)
+}
+
+// Kill ends every process still running at once (SIGKILL), for a second
+// Ctrl-C during Stop; Stop then finishes without waiting out the graces.
+func (p *Platform) Kill() {
+	if p == nil || p.l == nil {
+		return
+	}
+	p.l.stopping.Store(true)
+	p.l.mu.Lock()
+	defer p.l.mu.Unlock()
+	for _, pr := range p.l.procs {
+		if !pr.exited() {
+			_ = pr.cmd.Process.Kill()
+		}
+	}
+}
+
+func stopAll(procs []*proc, grace time.Duration) []error {
+	errs := make([]error, len(procs))
+	var wg sync.WaitGroup
+	for i, pr := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = pr.stop(grace)
+		}()
+	}
+	wg.Wait()
+	return errs
 }
 
 // StateDir is where this launch keeps its data.

@@ -91,6 +91,12 @@ func (l *Launcher) spawn(name, bin string, args, env []string, cred *syscall.Cre
 		p.err = cmd.Wait()
 		logw.Close()
 		close(p.done)
+		if !l.stopping.Load() {
+			select { // the first unexpected exit is the one to report
+			case l.exits <- fmt.Errorf("%s exited unexpectedly (%v); its last log lines above say why", name, p.err):
+			default:
+			}
+		}
 	}()
 	l.mu.Lock()
 	l.procs = append(l.procs, p)

@@ -53,7 +53,8 @@ type Config struct {
 	Storage     StorageConfig
 	Backup      BackupConfig
 	// Protect marks stateful resources (volume, PVCs, databases) `protect`ed.
-	// Defaults to true for prod-like stacks (name "prod", "production" or ending in "-prod").
+	// Defaults to true for prod-like stacks (IsProdLike: "prod", "production",
+	// "*-prod", "*-production", in any case).
 	Protect bool
 
 	Secrets Secrets

@@ -277,7 +277,7 @@ func TestBrokenConfigsReportEveryProblem(t *testing.T) {
 				"pressroom:registryPassword: is required for an external registry: run `pulumi config set --secret registryPassword <token>`",
 				"pressroom:jwt.keyGeneration: must be 1 or more; increase it by one to rotate the signing key (got 0)",
 				`pressroom:storage.postgres: must be a size like 10Gi (Mi, Gi or Ti) (got "10GB")`,
-				`pressroom:backup.schedule: must be a 5-field cron schedule like "0 3 * * *" (got "daily")`,
+				`pressroom:backup.schedule: must be a cron schedule Kubernetes accepts, five fields like "0 3 * * *" or "0 3 * * MON", or a macro like @daily: expected exactly 5 fields, found 1: [daily] (got "daily")`,
 				"pressroom:backup.retentionDays: must be between 1 and 3650 (got 0)",
 				`pressroom:protect: must be true or false (got "maybe")`,
 				"pressroom:replicas: unknown setting; known settings are",
@@ -325,7 +325,7 @@ func TestBrokenConfigsReportEveryProblem(t *testing.T) {
 				"pressroom:registry":     `{"kind":"external","server":"registry.example.com","username":"ci"}`,
 			},
 			want: []string{
-				"pressroom:kubeconfig: must be a kubeconfig with at least one cluster (with a server URL) and one user",
+				"pressroom:kubeconfig: must be a kubeconfig file (YAML with clusters, users and contexts): at least one cluster with a server URL, one user, and a current-context naming one of its contexts",
 				"pressroom:resendApiKey: must be a Resend API key (it starts with re_)",
 				"pressroom:app.emailFrom: is required when resendApiKey is set",
 				"pressroom:registryPassword: is required for an external registry",
@@ -440,7 +440,7 @@ func TestNoCloudModesNeedEveryImage(t *testing.T) {
 }
 
 func TestProdLikeNames(t *testing.T) {
-	for name, want := range map[string]bool{"prod": true, "production": true, "eu-prod": true, "staging": false, "dev": false, "prodtest": false} {
+	for name, want := range map[string]bool{"prod": true, "production": true, "eu-prod": true, "eu-production": true, "Prod": true, "staging": false, "dev": false, "prodtest": false} {
 		if IsProdLike(name) != want {
 			t.Errorf("IsProdLike(%q) = %v", name, !want)
 		}

@@ -62,28 +62,30 @@ func FromPulumi(ctx *pulumi.Context) (*Config, error) {
 			}
 		}
 	}
-	cfg, err := Load(ctx.Stack(), values)
-	if err != nil {
-		return nil, err
-	}
-	var notSecret []string
+	var plain []string
 	for _, k := range secretKeys {
 		full := Namespace + ":" + k
 		if _, ok := values[full]; ok && !ctx.IsConfigSecret(full) {
-			notSecret = append(notSecret, fmt.Sprintf("%s: is stored in plain text; run `pulumi config set --secret %s <value>`", full, k))
+			plain = append(plain, k)
 		}
 	}
-	if len(notSecret) > 0 {
-		return nil, &ValidationError{Stack: ctx.Stack(), Problems: notSecret}
-	}
-	return cfg, nil
+	// One run reports plain-text secrets beside every other problem.
+	return load(ctx.Stack(), values, plain)
 }
 
 // Load builds the Config of stack from raw config values keyed
 // "pressroom:<key>" (other namespaces are ignored), applies defaults and
 // validates. All problems are reported together in a *ValidationError.
 func Load(stack string, values map[string]string) (*Config, error) {
-	l := &loader{stack: stack, values: map[string]string{}}
+	return load(stack, values, nil)
+}
+
+// load is Load that also reports the secret keys stored in plain text.
+func load(stack string, values map[string]string, plain []string) (*Config, error) {
+	l := &loader{stack: stack, values: map[string]string{}, failed: map[string]bool{}}
+	for _, k := range plain {
+		l.problemf(k, "is stored in plain text; run `pulumi config set --secret %s <value>`", k)
+	}
 	known := map[string]bool{}
 	for _, k := range KnownKeys() {
 		known[k] = true
@@ -115,13 +117,14 @@ type loader struct {
 	stack    string
 	values   map[string]string
 	problems []string
-	settings []string // every group.field the loader reads
+	settings []string        // every group.field the loader reads
+	failed   map[string]bool // keys already reported unreadable: no second problem
 }
 
 // KnownSettings lists every setting: the top-level keys (secrets included)
 // and each group's fields as group.field.
 func KnownSettings() []string {
-	l := &loader{stack: "settings", values: map[string]string{}}
+	l := &loader{stack: "settings", values: map[string]string{}, failed: map[string]bool{}}
 	l.build()
 	out := append([]string{}, l.settings...)
 	for _, k := range KnownKeys() {
@@ -134,7 +137,16 @@ func KnownSettings() []string {
 }
 
 func (l *loader) problemf(key, format string, args ...any) {
+	if l.failed[key] {
+		return
+	}
 	l.problems = append(l.problems, Namespace+":"+key+": "+fmt.Sprintf(format, args...))
+}
+
+// fail reports key and keeps later checks of its (default) value quiet.
+func (l *loader) fail(key, format string, args ...any) {
+	l.problemf(key, format, args...)
+	l.failed[key] = true
 }
 
 // field is one setting inside a config object.
@@ -185,7 +197,7 @@ func (l *loader) object(key string, fields ...field) {
 			continue
 		}
 		if err := decodeValue(m[k], fl.dst); err != nil {
-			l.problemf(key+"."+k, "%v", err)
+			l.fail(key+"."+k, "%v", err)
 			continue
 		}
 		if fl.set != nil {
@@ -199,9 +211,14 @@ func (l *loader) object(key string, fields ...field) {
 func decodeValue(raw json.RawMessage, dst any) error {
 	switch d := dst.(type) {
 	case *string:
-		if json.Unmarshal(raw, d) != nil {
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
 			return fmt.Errorf("must be a string (got %s)", raw)
 		}
+		if err := spaces(s); err != nil {
+			return err
+		}
+		*d = s
 	case *int:
 		if json.Unmarshal(raw, d) == nil {
 			return nil
@@ -227,15 +244,34 @@ func decodeValue(raw json.RawMessage, dst any) error {
 		}
 		return fmt.Errorf("must be true or false (got %s)", raw)
 	case *[]string:
-		if json.Unmarshal(raw, d) != nil {
+		var list []string
+		if json.Unmarshal(raw, &list) != nil {
 			return fmt.Errorf("must be a list of strings (got %s)", raw)
 		}
+		for i, s := range list {
+			if err := spaces(s); err != nil {
+				return fmt.Errorf("entry %d %v", i+1, err)
+			}
+		}
+		*d = list
 	case *map[string]string:
 		if json.Unmarshal(raw, d) != nil {
 			return fmt.Errorf("must be an object of name: string (got %s)", raw)
 		}
 	default:
 		panic(fmt.Sprintf("stacks: unsupported field type %T", dst))
+	}
+	return nil
+}
+
+// spaces refuses blank and padded strings: they pass "is it set" checks and
+// reach the services with the spaces (an OAuth client id, a user name).
+func spaces(s string) error {
+	switch t := strings.TrimSpace(s); {
+	case s != "" && t == "":
+		return fmt.Errorf("is only spaces; remove the spaces and set a value")
+	case t != s:
+		return fmt.Errorf("has spaces at the start or end; remove the spaces (got %q)", s)
 	}
 	return nil
 }
@@ -254,7 +290,7 @@ func IsProdLike(stack string) bool {
 func (l *loader) build() *Config {
 	c := &Config{
 		Stack:  l.stack,
-		Domain: strings.TrimSpace(l.values["domain"]),
+		Domain: l.values["domain"],
 		Cluster: ClusterConfig{
 			Mode:         ModeDigitalOcean,
 			Region:       "fra1",
@@ -284,6 +320,9 @@ func (l *loader) build() *Config {
 		},
 		Backup:  BackupConfig{Schedule: "0 3 * * *", RetentionDays: 14},
 		Protect: IsProdLike(l.stack),
+	}
+	if err := spaces(c.Domain); err != nil {
+		l.fail("domain", "%v", err)
 	}
 	cl := &c.Cluster
 	l.object("cluster",
@@ -350,6 +389,16 @@ func (l *loader) build() *Config {
 	raw := map[string]string{}
 	for _, k := range secretKeys {
 		raw[k] = l.values[k]
+		if k == "kubeconfig" {
+			continue // a YAML document: its line breaks and indentation belong to it
+		}
+		// Never quote a secret's value in a problem.
+		switch v := raw[k]; {
+		case v != "" && strings.TrimSpace(v) == "":
+			l.fail(k, "is only spaces; run `pulumi config set --secret %s <value>` with the real value", k)
+		case strings.TrimSpace(v) != v:
+			l.fail(k, "has spaces or line breaks at the start or end (the value is not shown); remove the spaces: `pulumi config set --secret %s <value>`", k)
+		}
 	}
 	c.App.ResendConfigured = raw["resendApiKey"] != ""
 	c.Secrets = Secrets{

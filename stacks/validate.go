@@ -1,15 +1,18 @@
 package stacks
 
 import (
-	"encoding/base64"
+	"fmt"
 	"net"
 	"net/mail"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/robfig/cron/v3"
+	"golang.org/x/crypto/ssh"
 	"gopkg.in/yaml.v3"
 )
 
@@ -23,7 +26,8 @@ const (
 )
 
 var (
-	dnsNameRe    = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
+	// The top-level label is letters, or punycode (xn--p1ai) for IDN TLDs.
+	dnsNameRe    = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,63}|xn--[a-z0-9-]{1,59})$`)
 	regionRe     = regexp.MustCompile(`^[a-z]{3}[0-9]$`)
 	slugRe       = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*[a-z0-9]$`)
 	k3sVersionRe = regexp.MustCompile(`^v1\.[0-9]+\.[0-9]+\+k3s[0-9]+$`)
@@ -33,28 +37,44 @@ var (
 	quantityRe   = regexp.MustCompile(`^[1-9][0-9]*(Mi|Gi|Ti)$`)
 	registryRe   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	hostPortRe   = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$`)
-	cronFieldRe  = regexp.MustCompile(`^[0-9*/,\-]+$`)
 )
+
+// Shortest admin prefixes: anything wider is (close to) the whole internet,
+// and several wide ranges together can cover it all.
+const (
+	minAdminPrefix4 = 8
+	minAdminPrefix6 = 16
+)
+
+// Key types DigitalOcean accepts for droplet SSH keys.
+var sshKeyTypes = []string{ssh.KeyAlgoED25519, ssh.KeyAlgoRSA, ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521}
 
 // K3s' default pod and service networks; the VPC must not overlap them.
 var k3sNets = []string{"10.42.0.0/16", "10.43.0.0/16"}
 
 func (l *loader) validate(c *Config, secrets map[string]string) {
-	if c.Domain == "" {
+	switch {
+	case c.Domain == "":
 		l.problemf("domain", "is required: the apex domain of the site, like example.com")
-	} else if !dnsNameRe.MatchString(c.Domain) {
+	case !dnsNameOK(c.Domain):
 		l.problemf("domain", "must be a DNS name like example.com (got %q)", c.Domain)
+	case len(c.Domain) > 249:
+		l.problemf("domain", "is %d characters; at most 249, so that www.<domain> stays within DNS's 253", len(c.Domain))
 	}
 
 	cl := c.Cluster
+	if cl.Nodes < 1 {
+		l.problemf("cluster.nodes", "must be at least 1 (got %d)", cl.Nodes)
+	}
 	switch cl.Mode {
 	case ModeDigitalOcean:
 		l.validateCloud(c)
 	case ModeExisting:
-		if secrets["kubeconfig"] == "" {
+		if strings.TrimSpace(secrets["kubeconfig"]) == "" {
 			l.problemf("kubeconfig", "is required in existing mode: run `pulumi config set --secret kubeconfig < admin.kubeconfig`")
-		} else if err := checkKubeconfig(secrets["kubeconfig"]); err != "" {
-			l.problemf("kubeconfig", "%s", err)
+		} else if !kubeconfigOK(secrets["kubeconfig"]) {
+			// Never quote the value or a parser message: both carry the secret.
+			l.problemf("kubeconfig", "must be a kubeconfig file (YAML with clusters, users and contexts): at least one cluster with a server URL, one user, and a current-context naming one of its contexts; run `pulumi config set --secret kubeconfig < admin.kubeconfig`")
 		}
 	case ModeRender:
 		if strings.TrimSpace(cl.RenderDir) == "" {
@@ -62,6 +82,10 @@ func (l *loader) validate(c *Config, secrets map[string]string) {
 		}
 	default:
 		l.problemf("cluster.mode", "must be one of digitalocean, existing, render (got %q)", cl.Mode)
+	}
+	// Both modes wait for /readyz with this bound (infra/cluster/provider.go).
+	if (cl.Mode == ModeDigitalOcean || cl.Mode == ModeExisting) && (cl.ReadyTimeout < 30 || cl.ReadyTimeout > 3600) {
+		l.problemf("cluster.readyTimeoutSeconds", "must be between 30 and 3600 (got %d)", cl.ReadyTimeout)
 	}
 
 	if !emailOK(c.ACME.Email) {
@@ -92,11 +116,11 @@ func (l *loader) validate(c *Config, secrets map[string]string) {
 			l.problemf("googleClientSecret", "is required while app.googleLoginEnabled is true: run `pulumi config set --secret googleClientSecret <secret>`")
 		}
 	}
-	if u, err := url.Parse(a.OIDCIssuerURL); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname()))) {
-		l.problemf("app.oidcIssuerUrl", "must be an https URL like https://accounts.google.com (got %q)", a.OIDCIssuerURL)
+	if msg := issuerProblem(a.OIDCIssuerURL); msg != "" {
+		l.problemf("app.oidcIssuerUrl", "%s (got %q)", msg, a.OIDCIssuerURL)
 	}
 	if a.EmailFrom != "" {
-		if _, err := mail.ParseAddress(a.EmailFrom); err != nil {
+		if from, err := mail.ParseAddress(a.EmailFrom); err != nil || !emailOK(from.Address) {
 			l.problemf("app.emailFrom", "must be an address like \"Pressroom <news@example.com>\" (got %q)", a.EmailFrom)
 		}
 	} else if c.App.ResendConfigured {
@@ -192,8 +216,12 @@ func (l *loader) validate(c *Config, secrets map[string]string) {
 	if mediaOK && backupsOK && backups < media {
 		l.problemf("storage.backups", "must be at least storage.media (%s): every backup holds all media files beside the database dumps (got %q)", c.Storage.Media, c.Storage.Backups)
 	}
-	if fields := strings.Fields(c.Backup.Schedule); len(fields) != 5 || !allMatch(fields, cronFieldRe) {
-		l.problemf("backup.schedule", "must be a 5-field cron schedule like \"0 3 * * *\" (got %q)", c.Backup.Schedule)
+	// Kubernetes checks a CronJob schedule with this parser and refuses time
+	// zones in it (CronJob has spec.timeZone instead).
+	if strings.Contains(c.Backup.Schedule, "TZ") {
+		l.problemf("backup.schedule", "must not set a time zone (TZ= or CRON_TZ=): Kubernetes CronJob refuses it in the schedule; write the time in the cluster's time zone (UTC on the nodes pressroom creates), like \"0 3 * * *\" (got %q)", c.Backup.Schedule)
+	} else if _, err := cron.ParseStandard(c.Backup.Schedule); err != nil {
+		l.problemf("backup.schedule", "must be a cron schedule Kubernetes accepts, five fields like \"0 3 * * *\" or \"0 3 * * MON\", or a macro like @daily: %v (got %q)", err, c.Backup.Schedule)
 	}
 	if c.Backup.RetentionDays < 1 || c.Backup.RetentionDays > 3650 {
 		l.problemf("backup.retentionDays", "must be between 1 and 3650 (got %d)", c.Backup.RetentionDays)
@@ -211,7 +239,7 @@ func (l *loader) validateCloud(c *Config) {
 	if !strings.HasPrefix(cl.Image, "ubuntu-") || !slugRe.MatchString(cl.Image) {
 		l.problemf("cluster.image", "must be an Ubuntu LTS image slug like ubuntu-24-04-x64 (got %q)", cl.Image)
 	}
-	if cl.Nodes != 1 && cl.Nodes != 3 {
+	if cl.Nodes >= 1 && cl.Nodes != 1 && cl.Nodes != 3 {
 		l.problemf("cluster.nodes", "must be 1, or 3 for high availability (embedded etcd needs an odd quorum) (got %d)", cl.Nodes)
 	}
 	if !k3sVersionRe.MatchString(cl.K3sVersion) {
@@ -225,21 +253,24 @@ func (l *loader) validateCloud(c *Config) {
 		switch {
 		case err != nil:
 			l.problemf("cluster.adminCidrs", "entry %d must be a CIDR like 203.0.113.7/32 (got %q)", i+1, s)
-		case isWholeInternet(n):
-			l.problemf("cluster.adminCidrs", "entry %d (%s) opens SSH and the Kubernetes API to the whole internet; list your own networks", i+1, s)
+		case n.IP.To4() != nil && len(n.Mask) == net.IPv6len:
+			l.problemf("cluster.adminCidrs", "entry %d (%s) is an IPv4 network in IPv6 form; write it as IPv4, like 203.0.113.7/32", i+1, s)
+		case tooWide(n):
+			l.problemf("cluster.adminCidrs", "entry %d (%s) opens SSH and the Kubernetes API to the whole internet or a large part of it: prefixes must be /%d or longer for IPv4 and /%d or longer for IPv6; list your own networks", i+1, s, minAdminPrefix4, minAdminPrefix6)
 		}
 	}
 	for i, k := range cl.SSHPublicKeys {
 		if !sshKeyOK(k) {
-			l.problemf("cluster.sshPublicKeys", "entry %d must be an OpenSSH public key line like \"ssh-ed25519 AAAA... you@laptop\"", i+1)
+			l.problemf("cluster.sshPublicKeys", "entry %d must be an OpenSSH public key line like \"ssh-ed25519 AAAA... you@laptop\" (one key of type ssh-ed25519, ssh-rsa or ecdsa-sha2-nistp256/384/521)", i+1)
 		}
 	}
 	if cl.VolumeSizeGB < 1 || cl.VolumeSizeGB > 16000 {
 		l.problemf("cluster.volumeSizeGb", "must be between 1 and 16000 (got %d)", cl.VolumeSizeGB)
 	}
-	if _, n, err := net.ParseCIDR(cl.VPCCIDR); err != nil || n.IP.To4() == nil || !n.IP.IsPrivate() {
-		l.problemf("cluster.vpcCidr", "must be a private IPv4 CIDR like 10.110.0.0/20 (got %q)", cl.VPCCIDR)
+	if msg := vpcProblem(cl.VPCCIDR); msg != "" {
+		l.problemf("cluster.vpcCidr", "%s (got %q)", msg, cl.VPCCIDR)
 	} else {
+		_, n, _ := net.ParseCIDR(cl.VPCCIDR)
 		for _, k := range k3sNets {
 			_, kn, _ := net.ParseCIDR(k)
 			if n.Contains(kn.IP) || kn.Contains(n.IP) {
@@ -247,20 +278,77 @@ func (l *loader) validateCloud(c *Config) {
 			}
 		}
 	}
-	if cl.APIHost != "" && !dnsNameRe.MatchString(cl.APIHost) {
+	if cl.APIHost != "" && !dnsNameOK(cl.APIHost) {
 		l.problemf("cluster.apiHost", "must be a DNS name like k8s.example.com (got %q)", cl.APIHost)
-	}
-	if cl.ReadyTimeout < 30 || cl.ReadyTimeout > 3600 {
-		l.problemf("cluster.readyTimeoutSeconds", "must be between 30 and 3600 (got %d)", cl.ReadyTimeout)
 	}
 	if !zoneIDRe.MatchString(c.Cloudflare.ZoneID) {
 		l.problemf("cloudflare.zoneId", "must be the 32-hex-digit Cloudflare zone id of the domain (Cloudflare dashboard → Overview → Zone ID) (got %q)", c.Cloudflare.ZoneID)
 	}
 }
 
+// dnsNameOK reports whether s is a lowercase DNS name of at most 253 characters.
+func dnsNameOK(s string) bool {
+	return len(s) <= 253 && dnsNameRe.MatchString(s)
+}
+
+// emailOK wants a plain address at a DNS name: mail.ParseAddress alone also
+// takes [192.0.2.1] and labels like -x.
 func emailOK(s string) bool {
 	a, err := mail.ParseAddress(s)
-	return err == nil && a.Address == s && strings.Contains(s[strings.LastIndex(s, "@")+1:], ".")
+	at := strings.LastIndex(s, "@")
+	return err == nil && a.Address == s && at > 0 && dnsNameOK(strings.ToLower(s[at+1:]))
+}
+
+// issuerProblem says what is wrong with an OIDC issuer URL, or "". go-oidc
+// needs it byte for byte as the provider's discovery document states it.
+func issuerProblem(s string) string {
+	const like = "like https://accounts.google.com"
+	u, err := url.Parse(s)
+	if err != nil || u.Opaque != "" || u.Hostname() == "" {
+		return "must be an https URL " + like
+	}
+	if u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname())) {
+		return "must be an https URL " + like
+	}
+	var bad []string
+	if !strings.HasPrefix(s, u.Scheme+"://") {
+		bad = append(bad, "a lowercase scheme")
+	}
+	if u.Host != strings.ToLower(u.Host) {
+		bad = append(bad, "a lowercase host")
+	}
+	if u.User != nil {
+		bad = append(bad, "no user name or password")
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		bad = append(bad, "no query (?...)")
+	}
+	if u.Fragment != "" || strings.Contains(s, "#") {
+		bad = append(bad, "no fragment (#...)")
+	}
+	if strings.HasSuffix(u.Path, "/") {
+		bad = append(bad, "no trailing slash")
+	}
+	if len(bad) == 0 {
+		return ""
+	}
+	return "must be the issuer exactly as in the provider's discovery document (/.well-known/openid-configuration), " +
+		like + ", or sign-in fails; it needs " + strings.Join(bad, ", ")
+}
+
+// vpcProblem says what is wrong with a VPC range, or "".
+func vpcProblem(s string) string {
+	ip, n, err := net.ParseCIDR(s)
+	if err != nil || ip.To4() == nil || len(n.Mask) != net.IPv4len || !n.IP.IsPrivate() {
+		return "must be a private (RFC 1918) IPv4 range like 10.110.0.0/20"
+	}
+	if !ip.Equal(n.IP) {
+		return fmt.Sprintf("has host bits set; the range starts at %s, so write %s", n.IP, n)
+	}
+	if ones, _ := n.Mask.Size(); ones < 16 || ones > 28 {
+		return "must be between /16 and /28 (DigitalOcean's VPC sizes), like 10.110.0.0/20"
+	}
+	return ""
 }
 
 func isLoopbackHost(h string) bool {
@@ -268,51 +356,52 @@ func isLoopbackHost(h string) bool {
 	return h == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
-func isWholeInternet(n *net.IPNet) bool {
-	ones, _ := n.Mask.Size()
-	return ones == 0
+// tooWide reports a network wider than minAdminPrefix4/6.
+func tooWide(n *net.IPNet) bool {
+	ones, bits := n.Mask.Size()
+	if bits == 8*net.IPv4len {
+		return ones < minAdminPrefix4
+	}
+	return ones < minAdminPrefix6
 }
 
+// sshKeyOK wants exactly one public key of a type DigitalOcean takes.
 func sshKeyOK(line string) bool {
-	parts := strings.Fields(line)
-	if len(parts) < 2 {
-		return false
-	}
-	switch {
-	case parts[0] == "ssh-ed25519", parts[0] == "ssh-rsa", strings.HasPrefix(parts[0], "ecdsa-sha2-"):
-	default:
-		return false
-	}
-	_, err := base64.StdEncoding.DecodeString(parts[1])
-	return err == nil
+	k, _, opts, rest, err := ssh.ParseAuthorizedKey([]byte(line))
+	return err == nil && len(opts) == 0 && len(rest) == 0 &&
+		slices.Contains(sshKeyTypes, k.Type()) && strings.HasPrefix(line, k.Type()+" ")
 }
 
-// checkKubeconfig returns "" when s looks like a usable kubeconfig.
-func checkKubeconfig(s string) string {
-	var kc struct {
-		Clusters []struct {
-			Cluster struct {
-				Server string `yaml:"server"`
-			} `yaml:"cluster"`
-		} `yaml:"clusters"`
-		Users []any `yaml:"users"`
-	}
-	if err := yaml.Unmarshal([]byte(s), &kc); err != nil {
-		return "is not valid kubeconfig YAML: " + err.Error()
-	}
-	if len(kc.Clusters) == 0 || kc.Clusters[0].Cluster.Server == "" || len(kc.Users) == 0 {
-		return "must be a kubeconfig with at least one cluster (with a server URL) and one user"
-	}
-	return ""
+// kubeconfig is the part of a kubeconfig file the provider needs.
+type kubeconfig struct {
+	Clusters []struct {
+		Cluster struct {
+			Server string `yaml:"server"`
+		} `yaml:"cluster"`
+	} `yaml:"clusters"`
+	Users    []any `yaml:"users"`
+	Contexts []struct {
+		Name string `yaml:"name"`
+	} `yaml:"contexts"`
+	CurrentContext string `yaml:"current-context"`
 }
 
-func allMatch(ss []string, re *regexp.Regexp) bool {
-	for _, s := range ss {
-		if !re.MatchString(s) {
-			return false
+// kubeconfigOK reports whether s is a kubeconfig the provider can use. It
+// returns no parser error: that text quotes the secret.
+func kubeconfigOK(s string) bool {
+	var kc kubeconfig
+	if yaml.Unmarshal([]byte(s), &kc) != nil {
+		return false
+	}
+	if len(kc.Clusters) == 0 || kc.Clusters[0].Cluster.Server == "" || len(kc.Users) == 0 || kc.CurrentContext == "" {
+		return false
+	}
+	for _, c := range kc.Contexts {
+		if c.Name == kc.CurrentContext {
+			return true
 		}
 	}
-	return true
+	return false
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -6,14 +6,15 @@
 package backup
 
 import (
+	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 
 	batchv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/batch/v1"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"github.com/robfig/cron/v3"
 
 	"pressroom.dev/infra/kube"
 	"pressroom.dev/infra/netpol"
@@ -203,7 +204,18 @@ func ScriptFiles() map[string]string {
 	}
 }
 
-var cronRE = regexp.MustCompile(`^(\S+\s+){4}\S+$`)
+// checkSchedule uses the parser Kubernetes uses for CronJobs, so what
+// passes here the API server accepts; a time zone belongs in spec.timeZone.
+func checkSchedule(schedule string) error {
+	_, err := cron.ParseStandard(schedule)
+	if err == nil && strings.Contains(schedule, "TZ") {
+		err = errors.New("a time zone (TZ=, CRON_TZ=) is not allowed in a CronJob schedule")
+	}
+	if err != nil {
+		return fmt.Errorf("backup: schedule %q is not a CronJob schedule such as \"0 3 * * *\" or \"@daily\": %v", schedule, err)
+	}
+	return nil
+}
 
 // NewBackup creates the PVC, scripts, ServiceAccount, CronJob and NetworkPolicy.
 func NewBackup(ctx *pulumi.Context, name string, args *BackupArgs, opts ...pulumi.ResourceOption) (*Backup, error) {
@@ -220,8 +232,8 @@ func NewBackup(ctx *pulumi.Context, name string, args *BackupArgs, opts ...pulum
 	if a.Size == "" {
 		a.Size = "10Gi"
 	}
-	if !cronRE.MatchString(a.Schedule) {
-		return nil, fmt.Errorf("backup: schedule %q is not a five-field cron expression such as \"0 3 * * *\"", a.Schedule)
+	if err := checkSchedule(a.Schedule); err != nil {
+		return nil, err
 	}
 	if a.RetentionDays < 1 {
 		return nil, fmt.Errorf("backup: retention of %d days must be at least 1", a.RetentionDays)

@@ -381,3 +381,19 @@ func TestMediaSnapshotVerifyRestoreAndRetention(t *testing.T) {
 		t.Errorf("expiring the first snapshot took a linked file from the second: %v", err)
 	}
 }
+
+// A schedule passes only if Kubernetes' own cron parser takes it: the old
+// five-field pattern let "99 99 99 99 99" through to the API server and
+// refused "@daily".
+func TestScheduleAsKubernetesParsesIt(t *testing.T) {
+	for _, ok := range []string{"0 3 * * *", "0 3 * * MON", "@daily", "*/15 2-4 * * mon-fri"} {
+		if err := checkSchedule(ok); err != nil {
+			t.Errorf("%q refused: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"99 99 99 99 99", "60 25 32 13 8", "- - - - -", "0 3 * *", "CRON_TZ=UTC 0 3 * * *", ""} {
+		if err := checkSchedule(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

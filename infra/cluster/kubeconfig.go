@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -76,7 +77,8 @@ func RenderKubeconfig(name, server, caPEM, certPEM, keyPEM string) (string, erro
 func ParseKubeconfig(s string) (*Kubeconfig, error) {
 	var kc Kubeconfig
 	if err := yaml.Unmarshal([]byte(s), &kc); err != nil {
-		return nil, fmt.Errorf("kubeconfig is not valid YAML: %w", err)
+		// Not the parser's error: it quotes the (secret) document.
+		return nil, errors.New("kubeconfig is not valid YAML (a kubeconfig file with clusters, users and contexts)")
 	}
 	return &kc, nil
 }

@@ -161,3 +161,13 @@ func TestKubeconfigRoundTrip(t *testing.T) {
 		t.Errorf("garbage CA accepted: %v", err)
 	}
 }
+
+// The kubeconfig is a secret: a parse error must not quote it.
+func TestParseKubeconfigErrorQuotesNothing(t *testing.T) {
+	for _, doc := range []string{"sk-live-abcdefghijklmnop", "clusters: sk-live-abcdefghijklmnop", "a: [sk-live-abcdefghijklmnop"} {
+		_, err := ParseKubeconfig(doc)
+		if err == nil || strings.Contains(err.Error(), "sk-live") {
+			t.Errorf("%q: %v", doc, err)
+		}
+	}
+}

@@ -5,6 +5,7 @@
 #   tools/pulumi.sh <any pulumi arguments>          e.g. preview --diff -s staging
 #   tools/pulumi.sh history -s STACK                numbered updates (for rollback --to)
 #   tools/pulumi.sh manifests -s STACK [--out DIR]  every Kubernetes object as YAML
+#       (DIR: new, empty, or a previous render's; default .artifacts/manifests/STACK)
 #   tools/pulumi.sh rollback  -s STACK --to N [--yes]
 #
 # Project directory: the repo root, or $PRESSROOM_PROJECT_DIR (a directory with
@@ -45,62 +46,220 @@ fi
 
 pulumi_() { (cd "$project_dir" && pulumi "$@"); }
 
-# parse_common ARGS...: sets stack, to, out, yes; anything else is an error.
+# parse_common COMMAND OPTIONS ARGS...: sets stack, to, out, yes from ARGS.
+# OPTIONS lists the options COMMAND takes besides -s (any of: to out yes);
+# any other argument is an error.
 parse_common() {
+  local cmd=$1 allowed=" $2 "
+  shift 2
   stack="" to="" out="" yes=""
+  takes() { [[ "$allowed" == *" $1 "* ]] || die "$cmd takes no --$1"; }
+  # value OPTION WHAT VALUE...: OPTION must be followed by a value, not by
+  # another option (`-s --to 3` names no stack).
+  value() { if [ $# -lt 3 ] || [ -z "$3" ] || [[ "$3" == -* ]]; then die "$1 needs $2"; fi; }
   while [ $# -gt 0 ]; do
     case "$1" in
-      -s|--stack) [ $# -ge 2 ] || die "$1 needs a stack name"; stack="$2"; shift 2 ;;
-      --stack=*) stack="${1#*=}"; shift ;;
-      --to) [ $# -ge 2 ] || die "--to needs an update number (see: tools/pulumi.sh history -s STACK)"; to="$2"; shift 2 ;;
-      --to=*) to="${1#*=}"; shift ;;
-      --out) [ $# -ge 2 ] || die "--out needs a directory"; out="$2"; shift 2 ;;
-      --out=*) out="${1#*=}"; shift ;;
-      -y|--yes) yes=--yes; shift ;;
+      -s|--stack) value "$1" "a stack name" "${@:2}"; stack="$2"; shift 2 ;;
+      --stack=*) stack="${1#*=}"; [ -n "$stack" ] || die "--stack needs a stack name"; shift ;;
+      --to) takes to; value --to "an update number (see: tools/pulumi.sh history -s STACK)" "${@:2}"; to="$2"; shift 2 ;;
+      --to=*) takes to; to="${1#*=}"; shift ;;
+      --out) takes out; value --out "a directory" "${@:2}"; out="$2"; shift 2 ;;
+      --out=*) takes out; out="${1#*=}"; [ -n "$out" ] || die "--out needs a directory"; shift ;;
+      -y|--yes) takes yes; yes=--yes; shift ;;
       *) die "unknown argument '$1'" ;;
     esac
   done
   [ -n "$stack" ] || die "name the stack: -s STACK (make ... STACK=name)"
 }
 
-# manifests: render every Kubernetes object of STACK to YAML without touching
-# the stack: a throw-away stack in a temp backend gets STACK's config with
-# cluster.mode=render, and `pulumi up` writes the files (renderYamlToDirectory).
-manifests() {
-  parse_common "$@"
-  [ -z "$to" ] || die "manifests takes no --to"
-  setup
-  out="${out:-$repo/.artifacts/manifests/$stack}"
-  # The rendered Secrets hold real values: only the operator may read them.
-  (umask 077 && mkdir -p "$out")
+# The services, each with an image in pressroom:images (= Services in
+# stacks/config.go; tools/offline's TestPulumiShServicesMatchStacks keeps them equal).
+services=(auth article media notification web)
+
+# The file a render leaves in its output directory: it lists what that render
+# wrote, so the next render of the directory replaces exactly those files.
+marker=.pressroom-manifests
+
+# out_check: sets out_state for $out: absent, empty, or ours (a previous
+# render's output and nothing else), with out_old the entries of that render.
+# Any other $out is refused, untouched.
+out_check() {
+  out_old=""
+  if [ ! -e "$out" ] && [ ! -L "$out" ]; then out_state=absent; return; fi
+  [ -d "$out" ] || die "--out $out exists and is not a directory; name a new or empty directory"
+  local entries extra
+  entries=$(cd "$out" && find . -mindepth 1 | sed 's|^\./||' | LC_ALL=C sort) || die "cannot read $out"
+  if [ -z "$entries" ]; then out_state=empty; return; fi
+  entries=$(grep -vxF "$marker" <<<"$entries" || true)
+  if [ -f "$out/$marker" ]; then
+    out_old=$(grep -v '^#' "$out/$marker" | LC_ALL=C sort || true)
+  elif [ "$out" = "$default_out" ] && ! grep -qvE '^(0-crd|1-manifest)(/[^/]+\.yaml)?$' <<<"$entries"; then
+    # The default directory as renders before the marker left it.
+    out_old=$entries
+  else
+    die "$out is not empty and was not written by 'tools/pulumi.sh manifests' (it has no $marker file); nothing was changed. Name a new or empty directory with --out (a render replaces only a directory a previous render wrote)"
+  fi
+  extra=$(LC_ALL=C comm -23 <(printf '%s\n' "$entries") <(printf '%s\n' "$out_old") | grep -v '^$' || true)
+  [ -z "$extra" ] || die "$out holds files that its previous render did not write ($(head -n 3 <<<"$extra" | paste -sd' ')); nothing was changed. Move them elsewhere, or name another directory with --out"
+  out_state=ours
+}
+
+# out_replace STAGE: puts the finished render in STAGE at $out. Only the files
+# the previous render wrote are removed, and only now that the new one succeeded.
+out_replace() {
+  local stage=$1 e name
+  out_check
+  case "$out_state" in
+    absent) mv "$stage" "$out" || die "cannot move the render from $stage to $out"; return ;;
+    ours)
+      # Deepest first, so each directory is empty when it is removed.
+      LC_ALL=C sort -r <<<"$out_old" | while IFS= read -r e; do
+        [ -n "$e" ] || continue
+        if [ -d "$out/$e" ] && [ ! -L "$out/$e" ]; then rmdir -- "$out/$e" 2>/dev/null || true
+        else rm -f -- "$out/$e"; fi
+      done ;;
+  esac
   chmod 700 "$out"
-  out="$(cd "$out" && pwd)"
-  local cfg tmp
+  for e in "$stage"/* "$stage"/.[!.]*; do
+    [ -e "$e" ] || continue
+    name=${e##*/}
+    [ "$name" != "$marker" ] || continue
+    [ ! -e "$out/$name" ] || die "cannot replace $out/$name (something changed it during the render); the new render is in $stage"
+    mv "$e" "$out/$name"
+  done
+  # The marker last: until it is in place, the old one still describes $out.
+  mv -f "$stage/$marker" "$out/$marker"
+  rmdir "$stage"
+}
+
+# render_config DIR: makes $cfg (the shape of `pulumi config --json`)
+# renderable: cluster.mode render into DIR, every image pinned (from the
+# stack's last deployment where the config pins none), and what render mode
+# cannot do switched off. Explains each change on stderr; fails before any
+# engine run when an image is nowhere to be found.
+render_config() {
+  local dir=$1 lib mode have svc outputs got
+  local -a missing=() still=()
+  # obj(k): the object at config key k; setin(k; f; v) sets its field f.
+  # shellcheck disable=SC2016 # jq's $variables, not the shell's
+  lib='def obj($k): .[$k] | if . == null then {} elif (.objectValue|type) == "object" then .objectValue
+         else ((.value // "") | (try fromjson catch {}) | if type == "object" then . else {} end) end;
+       def put($k; $o): .[$k] = {value: ($o|tojson), objectValue: $o, secret: (.[$k].secret // false)};
+       def setin($k; $f; $v): put($k; obj($k) | .[$f] = $v);
+       def isset($k; $f): obj($k) | has($f) and .[$f] != null;
+       def truthy: if type == "boolean" then . elif type == "string" then (. as $s | any(["1","t","T","TRUE","true","True"][]; . == $s)) else false end;'
+
+  # The stack's own mode; stacks/load.go (build) defaults it to digitalocean.
+  mode=$(jq -r "$lib"' obj("pressroom:cluster").mode // "digitalocean"' <<<"$cfg")
+
+  # Images: only digitalocean mode builds them (existing and render stacks
+  # must pin every one already), and render mode builds none. Pinned ones
+  # stay; the others are the ones the stack deployed last (its `images`
+  # output, see infra/main.go).
+  if [ "$mode" = digitalocean ]; then
+    have=$(jq -r "$lib"' obj("pressroom:images") | to_entries[] | select((.value|type) == "string" and .value != "") | .key' <<<"$cfg")
+    for svc in "${services[@]}"; do grep -qxF "$svc" <<<"$have" || missing+=("$svc"); done
+  fi
+  if [ ${#missing[@]} -gt 0 ]; then
+    outputs=$(pulumi_ stack output -s "$stack" --json --show-secrets) || die "cannot read the outputs of stack '$stack' (the images it deployed last)"
+    got=$(jq -c --args '.images | if type == "object" then with_entries(select(.key as $k | any($ARGS.positional[]; . == $k) and (.value|type) == "string" and .value != "")) else {} end' "${missing[@]}" <<<"$outputs")
+    for svc in "${missing[@]}"; do jq -e --arg s "$svc" 'has($s)' <<<"$got" >/dev/null || still+=("$svc"); done
+    if [ ${#still[@]} -gt 0 ]; then
+      {
+        if [ "$(jq 'length' <<<"$outputs")" = 0 ]; then
+          echo "pulumi.sh: cannot render stack '$stack': pressroom:images pins no image for ${still[*]}, and the stack has never been deployed, so there are no deployed images to use instead (rendering builds no images)."
+        else
+          echo "pulumi.sh: cannot render stack '$stack': pressroom:images pins no image for ${still[*]}, and the stack's last deployment recorded none for them either (its 'images' output; rendering builds no images)."
+        fi
+        echo "Either deploy the stack first (make up STACK=$stack) and render again, or pin each image by digest:"
+        for svc in "${still[@]}"; do
+          echo "  tools/pulumi.sh config set -s $stack --path 'pressroom:images.$svc' registry.example.com/pressroom/$svc@sha256:<digest>"
+        done
+      } >&2
+      exit 1
+    fi
+    echo "pulumi.sh: images of ${missing[*]} are the ones stack '$stack' deployed last (pressroom:images does not pin them)" >&2
+    cfg=$(jq -c --argjson got "$got" "$lib"' put("pressroom:images"; $got + obj("pressroom:images"))' <<<"$cfg")
+  fi
+
+  # K3s upgrades: stacks/load.go (build) defaults upgrades.enabled to
+  # cluster.mode == digitalocean, so a digitalocean stack deploys the upgrade
+  # controller and Plan without saying so. Carry that effective value over:
+  # in render mode it defaults to off.
+  cfg=$(jq -c --arg mode "$mode" "$lib"' if isset("pressroom:upgrades"; "enabled") then .
+    else setin("pressroom:upgrades"; "enabled"; $mode == "digitalocean") end' <<<"$cfg")
+
+  # A DigitalOcean registry is a cloud resource, which render mode does not
+  # create; every image is pinned now, so no registry is needed.
+  if [ "$mode" = digitalocean ] && [ "$(jq -r "$lib"' obj("pressroom:registry").kind // ""' <<<"$cfg")" = digitalocean ]; then
+    cfg=$(jq -c "$lib"' setin("pressroom:registry"; "kind"; "none")' <<<"$cfg")
+    echo "pulumi.sh: registry.kind digitalocean: rendered without the registry pull secret (registry-credentials) that 'up' creates from the registry's credentials" >&2
+  fi
+
+  # cert-manager is a helm.sh/v3 Release, which the Kubernetes provider does
+  # not render (pulumi-kubernetes#1716): it installs it into a cluster or fails.
+  if jq -e "$lib"' if isset("pressroom:certManager"; "install") then (obj("pressroom:certManager").install | truthy) else true end' <<<"$cfg" >/dev/null; then
+    echo "pulumi.sh: cert-manager's Helm release is not rendered (the Kubernetes provider cannot render a Helm release); its ClusterIssuers are" >&2
+  fi
+  cfg=$(jq -c --arg dir "$dir" "$lib"' setin("pressroom:certManager"; "install"; false)
+    | setin("pressroom:cluster"; "mode"; "render") | setin("pressroom:cluster"; "renderDir"; $dir)' <<<"$cfg")
+}
+
+# manifests: render every Kubernetes object of STACK to YAML without touching
+# the stack: a throw-away stack of the same name in a temp backend gets
+# STACK's config with cluster.mode=render (see render_config), and `pulumi up`
+# writes the files (renderYamlToDirectory) into a new directory beside the
+# output, which replaces the output only once the render succeeded.
+manifests() {
+  parse_common manifests "out" "$@"
+  default_out="$repo/.artifacts/manifests/$stack"
+  if [ -d "$default_out" ]; then default_out="$(cd "$default_out" && pwd -P)"; fi
+  out="${out:-$default_out}"
+  # Refuse a directory we may not write before anything else runs.
+  if [ -d "$out" ]; then out="$(cd "$out" && pwd -P)"; fi
+  out_check
+  setup
+  local parent base name tmp stage main n
+  parent=$(dirname "$out") base=$(basename "$out")
+  mkdir -p "$parent" || die "cannot create $parent"
+  parent=$(cd "$parent" && pwd -P)
+  out="$parent/$base"
+  cleanup=()
+  trap 'rm -rf "${cleanup[@]}"' EXIT
+  tmp=$(mktemp -d) && cleanup+=("$tmp")
+  # The rendered Secrets hold real values: only the operator may read them (mktemp: 0700).
+  stage=$(mktemp -d "$parent/.$base.render.XXXXXX") || die "cannot create a directory beside $out to render into"
+  cleanup+=("$stage")
   cfg=$(pulumi_ config -s "$stack" --json --show-secrets) || die "cannot read the config of stack '$stack'"
-  tmp=$(mktemp -d)
-  # shellcheck disable=SC2064
-  trap "rm -rf '$tmp'" EXIT
+  render_config "$stage"
   mkdir -p "$tmp/project" "$tmp/state"
   # Same project, main: made absolute so the program is found from the temp dir.
-  local main
   main=$(sed -n 's/^main:[[:space:]]*//p' "$project_dir/Pulumi.yaml" | tr -d "\"'" | sed 's/[[:space:]]*$//')
   case "$main" in /*) ;; "") main="$project_dir" ;; *) main="$project_dir/$main" ;; esac
   { grep -v '^main:' "$project_dir/Pulumi.yaml"; echo "main: $main"; } > "$tmp/project/Pulumi.yaml"
-  rm -rf "$out"/* 2>/dev/null || true
+  # The throw-away stack has the operator's stack name: the program's
+  # messages and names (pressroom-<stack>) are the real stack's.
+  name=${stack##*/}
   (
     cd "$tmp/project"
     export PULUMI_BACKEND_URL="file://$tmp/state" PULUMI_CONFIG_PASSPHRASE="render-only-throwaway"
     unset PULUMI_ACCESS_TOKEN PULUMI_CONFIG_PASSPHRASE_FILE
-    pulumi stack init "render" --secrets-provider=passphrase >/dev/null
-    put_config pulumi render "$cfg"
-    pulumi config set -s render --path pressroom:cluster.mode render
-    pulumi config set -s render --path pressroom:cluster.renderDir "$out"
-    pulumi up -s render --yes --skip-preview --suppress-outputs >&2
-  ) || die "rendering stack '$stack' failed (see above)"
-  local n
-  n=$(find "$out" -name '*.yaml' | wc -l)
-  [ "$n" -gt 0 ] || die "rendering stack '$stack' wrote no manifest into $out"
-  echo "pulumi.sh: wrote $n manifest files to $out" >&2
+    # The Kubernetes provider takes $KUBECONFIG as its kubeconfig argument,
+    # which render mode refuses; and no in-cluster config either.
+    unset KUBECONFIG KUBERNETES_SERVICE_HOST KUBERNETES_SERVICE_PORT KUBERNETES_MASTER
+    pulumi stack init "$name" --secrets-provider=passphrase >/dev/null &&
+      put_config pulumi "$name" "$cfg" &&
+      pulumi up -s "$name" --yes --skip-preview --suppress-outputs >&2
+  ) || die "rendering stack '$stack' failed (see above); $out was left as it was"
+  n=$(find "$stage" -name '*.yaml' | wc -l)
+  [ "$n" -gt 0 ] || die "rendering stack '$stack' wrote no manifest; $out was left as it was"
+  {
+    echo "# Written by 'tools/pulumi.sh manifests -s $stack' on $(date -u +%Y-%m-%dT%H:%M:%SZ)."
+    echo "# The next render of this directory replaces the files listed here; anything else in it stops that render."
+    (cd "$stage" && find . -mindepth 1 | sed 's|^\./||' | { grep -vxF "$marker" || true; } | LC_ALL=C sort)
+  } > "$stage/$marker"
+  out_replace "$stage"
+  echo "pulumi.sh: wrote $n manifest files to $out (mode 0700: they hold Secret values in clear text)" >&2
 }
 
 # history_json [--show-secrets]: `pulumi stack history --json`, newest first,
@@ -116,7 +275,7 @@ history_json() {
 
 # history: the numbered updates of STACK (the numbers `rollback --to` takes).
 history() {
-  parse_common "$@"
+  parse_common history "" "$@"
   setup
   history_json | jq -r '.[] | [(.version|tostring), .kind, .result, .startTime, (.resourceChanges // {} | to_entries | map("\(.key)=\(.value)") | join(",")), .message] | @tsv' \
     | (printf 'UPDATE\tKIND\tRESULT\tSTARTED\tCHANGES\tMESSAGE\n'; cat) \
@@ -128,14 +287,15 @@ history() {
 # in one go, secrets through stdin so they never show in ps.
 put_config() {
   local run=$1 st=$2 cfg=$3 part key
-  part=$(jq -c 'with_entries(select(.value.secret | not))' <<<"$cfg")
-  [ "$part" = "{}" ] || "$run" config set-all -s "$st" --json "$part"
+  # Each step checks its status: callers may run this where set -e is off.
+  part=$(jq -c 'with_entries(select(.value.secret | not))' <<<"$cfg") || return
+  [ "$part" = "{}" ] || "$run" config set-all -s "$st" --json "$part" || return
   while read -r key; do
     [ -n "$key" ] || continue
-    jq -j --arg k "$key" '.[$k].value' <<<"$cfg" | "$run" config set -s "$st" --secret --raw "$key" >/dev/null
+    jq -j --arg k "$key" '.[$k].value' <<<"$cfg" | "$run" config set -s "$st" --secret --raw "$key" >/dev/null || return
   done < <(jq -r 'to_entries[] | select(.value.secret and (.value.objectValue == null)) | .key' <<<"$cfg")
   # A secret inside an object (set with --path) has no stdin form.
-  part=$(jq -c 'with_entries(select(.value.secret and .value.objectValue != null))' <<<"$cfg")
+  part=$(jq -c 'with_entries(select(.value.secret and .value.objectValue != null))' <<<"$cfg") || return
   [ "$part" = "{}" ] || "$run" config set-all -s "$st" --json "$part"
 }
 
@@ -143,8 +303,9 @@ put_config() {
 # what you asked for), so we re-deploy the inputs of an earlier update: its
 # config, which holds the image references, read from `pulumi stack history`.
 rollback() {
-  parse_common "$@"
-  [[ "$to" =~ ^[0-9]+$ ]] || die "--to must be an update number from 'tools/pulumi.sh history -s $stack' (got '${to}')"
+  parse_common rollback "to yes" "$@"
+  # Decimal, no leading zeros: `--to 012` is not update 12 by accident.
+  [[ "$to" =~ ^[1-9][0-9]{0,8}$ ]] || die "--to must be an update number from 'tools/pulumi.sh history -s $stack', like 12 (got '${to}')"
   setup
   local hist entry cfg cur key k3s
   hist=$(history_json --show-secrets) || die "cannot read the history of stack '$stack'"

@@ -380,19 +380,7 @@ func TestBrokenConfigsReportEveryProblem(t *testing.T) {
 }
 
 func TestExistingModeAcceptsAKubeconfig(t *testing.T) {
-	kc := `apiVersion: v1
-kind: Config
-clusters:
-- name: c
-  cluster: {server: "https://127.0.0.1:6443"}
-users:
-- name: u
-  user: {token: t}
-contexts:
-- name: x
-  context: {cluster: c, user: u}
-current-context: x
-`
+	kc := testKubeconfig
 	cfg, err := Load("offline", map[string]string{
 		"pressroom:domain":           "example.com",
 		"pressroom:cluster":          `{"mode":"existing"}`,

@@ -27,10 +27,8 @@ func renderStack() map[string]string {
 }
 
 // existingStack is a valid existing-mode stack.
-func existingStack() map[string]string {
-	v := renderStack()
-	v["pressroom:cluster"] = `{"mode":"existing"}`
-	v["pressroom:kubeconfig"] = `apiVersion: v1
+// testKubeconfig is the smallest kubeconfig existing mode accepts.
+const testKubeconfig = `apiVersion: v1
 kind: Config
 clusters:
 - name: c
@@ -43,6 +41,11 @@ contexts:
   context: {cluster: c, user: u}
 current-context: x
 `
+
+func existingStack() map[string]string {
+	v := renderStack()
+	v["pressroom:cluster"] = `{"mode":"existing"}`
+	v["pressroom:kubeconfig"] = testKubeconfig
 	return v
 }
 

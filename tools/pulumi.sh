@@ -307,7 +307,7 @@ rollback() {
   # Decimal, no leading zeros: `--to 012` is not update 12 by accident.
   [[ "$to" =~ ^[1-9][0-9]{0,8}$ ]] || die "--to must be an update number from 'tools/pulumi.sh history -s $stack', like 12 (got '${to}')"
   setup
-  local hist entry cfg cur key k3s
+  local hist entry cfg cur key k3s gen old
   hist=$(history_json --show-secrets) || die "cannot read the history of stack '$stack'"
   entry=$(jq -c --argjson n "$to" 'map(select(.version == $n)) | first // empty' <<<"$hist")
   [ -n "$entry" ] || die "stack '$stack' has no update $to; its updates are: $(jq -r 'map(.version|tostring) | join(" ")' <<<"$hist")"
@@ -318,6 +318,9 @@ rollback() {
     || die "cannot decrypt the secrets of update $to (set PULUMI_CONFIG_PASSPHRASE or log in to its secrets provider)"
   # K3s cannot go back a version: the servers keep the one they run now.
   k3s=$(pulumi_ config get -s "$stack" --path pressroom:cluster.k3sVersion 2>/dev/null || true)
+  # Nor does the JWT key: an older generation deletes the signing key auth
+  # uses now, and everyone signed in since the rotation would be signed out.
+  gen=$(pulumi_ config get -s "$stack" --path pressroom:jwt.keyGeneration 2>/dev/null || true)
   # Keys added after update N are removed so the config is exactly N's.
   cur=$(pulumi_ config -s "$stack" --json)
   while read -r key; do
@@ -328,6 +331,12 @@ rollback() {
   if [ -n "$k3s" ] && [ "$(pulumi_ config get -s "$stack" --path pressroom:cluster.k3sVersion 2>/dev/null || true)" != "$k3s" ]; then
     pulumi_ config set -s "$stack" --path pressroom:cluster.k3sVersion "$k3s"
     echo "pulumi.sh: kept cluster.k3sVersion at $k3s (K3s does not support downgrades)" >&2
+  fi
+  old=$(pulumi_ config get -s "$stack" --path pressroom:jwt.keyGeneration 2>/dev/null || true)
+  [[ "$old" =~ ^[0-9]+$ ]] || old=1 # unset: the default, 1
+  if [[ "$gen" =~ ^[0-9]+$ ]] && [ "$gen" -gt "$old" ]; then
+    pulumi_ config set -s "$stack" --path pressroom:jwt.keyGeneration "$gen"
+    echo "pulumi.sh: kept jwt.keyGeneration at $gen (update $to had $old; going back would delete the current signing key)" >&2
   fi
   echo "pulumi.sh: stack '$stack' config restored to update $to; deploying it" >&2
   pulumi_ up -s "$stack" ${yes} --message "rollback to update $to"

@@ -80,8 +80,13 @@ func TestInfraProgram(t *testing.T) {
 			upgradeK3s(ctx, t, c, p, "ci")
 		},
 		AfterRollback: func(ctx context.Context, t *testing.T, c *localkube.Cluster) {
-			// The rollback restored update 1's config but kept the K3s version.
+			// The rollback restored update 1's config but kept the K3s
+			// version and the JWT key generation.
 			upgradePlanOnServer(ctx, t, c, "v1.33.13+k3s2")
+			out, err := p.Run(ctx, "", "config", "get", "-s", "ci", "--path", "pressroom:jwt.keyGeneration")
+			if err != nil || strings.TrimSpace(out) != "2" {
+				t.Fatalf("after the rollback jwt.keyGeneration = %q (%v), want 2 kept", out, err)
+			}
 		},
 	}.Run(ctx, t, c, p)
 }
@@ -145,6 +150,10 @@ func upgradeK3s(ctx context.Context, t *testing.T, c *localkube.Cluster, p *Proj
 	upgradePlanOnServer(ctx, t, c, "v1.33.13+k3s1")
 	t.Logf("   K3s downgrade refused, the Plan kept its version")
 	set("v1.33.13+k3s2")
+	// The same update rotates the JWT key, which the rollback must keep too.
+	if out, err := p.Run(ctx, "", "config", "set", "-s", stack, "--path", "pressroom:jwt.keyGeneration", "2"); err != nil {
+		t.Fatalf("config set: %v\n%s", err, out)
+	}
 	if out, err := p.Run(ctx, "", "up", "-s", stack, "--yes", "--skip-preview"); err != nil {
 		t.Fatalf("K3s upgrade: %v\n%s", err, out)
 	}

@@ -2,6 +2,7 @@ package devlaunch
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -231,4 +232,25 @@ func TestUnexpectedExitIsReported(t *testing.T) {
 		t.Fatalf("a stopped process was reported: %v", err)
 	case <-time.After(200 * time.Millisecond):
 	}
+}
+
+// A second launch on the same DEV_DATA is refused with the holder's pid; the
+// lock goes with the first launch.
+func TestKeptStateIsLockedWhileInUse(t *testing.T) {
+	dir := t.TempDir()
+	first, err := lockState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = lockState(dir)
+	want := fmt.Sprintf("%s is in use by another launch (pid %d)", dir, os.Getpid())
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("second lock: %v, want %q", err, want)
+	}
+	first.Close()
+	again, err := lockState(dir)
+	if err != nil {
+		t.Fatalf("after the first launch ended: %v", err)
+	}
+	again.Close()
 }

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
@@ -82,6 +83,7 @@ type Launcher struct {
 	// stopping is set once Stop begins: exits after that are expected.
 	stopping atomic.Bool
 	exits    chan error
+	lock     *os.File // held on a kept DEV_DATA while this launch runs
 }
 
 // FindRepoRoot walks up from the working directory to the directory holding go.work.
@@ -134,6 +136,11 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	if !l.tempState {
+		if l.lock, err = lockState(l.stateDir); err != nil {
+			return nil, err
+		}
 	}
 	// Postgres runs as its own user when we are root: it must be able to reach its data dir.
 	_ = os.Chmod(l.stateDir, 0o755)
@@ -374,6 +381,30 @@ func (l *Launcher) waitReady(ctx context.Context, name, base string) error {
 	}
 }
 
+// lockState takes an exclusive lock on a kept state directory, so a second
+// launch on the same DEV_DATA says so instead of failing inside Postgres
+// ("postmaster.pid already exists" behind a bare "connection refused").
+// The kernel drops the lock when the process ends, however it ends.
+func lockState(dir string) (*os.File, error) {
+	path := filepath.Join(dir, "launch.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path)
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s is in use by another launch (pid %s): stop it first, or use another DEV_DATA", dir, strings.TrimSpace(string(holder)))
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return f, nil
+}
+
 // Exited reports the first process that exits on its own after Start
 // (a crashed service, a killed datastore): the platform is broken then.
 func (p *Platform) Exited() <-chan error { return p.l.exits }
@@ -419,6 +450,9 @@ func (p *Platform) Stop() error {
 			if err := os.RemoveAll(l.stateDir); err != nil {
 				errs = append(errs, err)
 			}
+		}
+		if l.lock != nil {
+			l.lock.Close() // releases the flock
 		}
 	})
 	return errors.Join(errs...)

@@ -1,6 +1,7 @@
 package stacks
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/mail"
@@ -216,12 +217,8 @@ func (l *loader) validate(c *Config, secrets map[string]string) {
 	if mediaOK && backupsOK && backups < media {
 		l.problemf("storage.backups", "must be at least storage.media (%s): every backup holds all media files beside the database dumps (got %q)", c.Storage.Media, c.Storage.Backups)
 	}
-	// Kubernetes checks a CronJob schedule with this parser and refuses time
-	// zones in it (CronJob has spec.timeZone instead).
-	if strings.Contains(c.Backup.Schedule, "TZ") {
-		l.problemf("backup.schedule", "must not set a time zone (TZ= or CRON_TZ=): Kubernetes CronJob refuses it in the schedule; write the time in the cluster's time zone (UTC on the nodes pressroom creates), like \"0 3 * * *\" (got %q)", c.Backup.Schedule)
-	} else if _, err := cron.ParseStandard(c.Backup.Schedule); err != nil {
-		l.problemf("backup.schedule", "must be a cron schedule Kubernetes accepts, five fields like \"0 3 * * *\" or \"0 3 * * MON\", or a macro like @daily: %v (got %q)", err, c.Backup.Schedule)
+	if err := CheckCronSchedule(c.Backup.Schedule); err != nil {
+		l.problemf("backup.schedule", "%v (got %q)", err, c.Backup.Schedule)
 	}
 	if c.Backup.RetentionDays < 1 || c.Backup.RetentionDays > 3650 {
 		l.problemf("backup.retentionDays", "must be between 1 and 3650 (got %d)", c.Backup.RetentionDays)
@@ -284,6 +281,19 @@ func (l *loader) validateCloud(c *Config) {
 	if !zoneIDRe.MatchString(c.Cloudflare.ZoneID) {
 		l.problemf("cloudflare.zoneId", "must be the 32-hex-digit Cloudflare zone id of the domain (Cloudflare dashboard → Overview → Zone ID) (got %q)", c.Cloudflare.ZoneID)
 	}
+}
+
+// CheckCronSchedule says why Kubernetes would refuse schedule for a CronJob:
+// it parses schedules with this parser and refuses time zones in them
+// (CronJob has spec.timeZone instead). infra/backup checks its args with it.
+func CheckCronSchedule(schedule string) error {
+	if strings.Contains(schedule, "TZ") {
+		return errors.New("must not set a time zone (TZ= or CRON_TZ=): Kubernetes CronJob refuses it in the schedule; write the time in the cluster's time zone (UTC on the nodes pressroom creates), like \"0 3 * * *\"")
+	}
+	if _, err := cron.ParseStandard(schedule); err != nil {
+		return fmt.Errorf("must be a cron schedule Kubernetes accepts, five fields like \"0 3 * * *\" or \"0 3 * * MON\", or a macro like @daily: %v", err)
+	}
+	return nil
 }
 
 // dnsNameOK reports whether s is a lowercase DNS name of at most 253 characters.

@@ -6,7 +6,6 @@
 package backup
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
@@ -14,11 +13,11 @@ import (
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
-	"github.com/robfig/cron/v3"
 
 	"pressroom.dev/infra/kube"
 	"pressroom.dev/infra/netpol"
 	"pressroom.dev/infra/secrets"
+	"pressroom.dev/stacks"
 )
 
 // Object names.
@@ -204,15 +203,10 @@ func ScriptFiles() map[string]string {
 	}
 }
 
-// checkSchedule uses the parser Kubernetes uses for CronJobs, so what
-// passes here the API server accepts; a time zone belongs in spec.timeZone.
+// checkSchedule: what passes, the API server accepts as a CronJob schedule.
 func checkSchedule(schedule string) error {
-	_, err := cron.ParseStandard(schedule)
-	if err == nil && strings.Contains(schedule, "TZ") {
-		err = errors.New("a time zone (TZ=, CRON_TZ=) is not allowed in a CronJob schedule")
-	}
-	if err != nil {
-		return fmt.Errorf("backup: schedule %q is not a CronJob schedule such as \"0 3 * * *\" or \"@daily\": %v", schedule, err)
+	if err := stacks.CheckCronSchedule(schedule); err != nil {
+		return fmt.Errorf("backup: schedule %q %v", schedule, err)
 	}
 	return nil
 }

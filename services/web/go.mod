@@ -9,6 +9,7 @@ require (
 	github.com/microcosm-cc/bluemonday v1.0.27
 	github.com/yuin/goldmark v1.7.13
 	golang.org/x/net v0.60.0
+	golang.org/x/sync v0.24.0
 	google.golang.org/protobuf v1.36.12
 	pressroom.dev/kit v0.0.0
 	pressroom.dev/proto v0.0.0

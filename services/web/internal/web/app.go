@@ -19,6 +19,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/gin-gonic/gin"
 	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/sync/singleflight"
 
 	"pressroom.dev/kit/authz"
 	"pressroom.dev/kit/token"
@@ -45,6 +46,7 @@ type App struct {
 	tmpl   *renderer
 	md     *Markdown
 	cache  *pageCache
+	builds singleflight.Group // one build per cache key at a time
 	log    *slog.Logger
 	https  bool
 	origin string
@@ -460,15 +462,53 @@ func (a *App) serveCacheable(c *gin.Context, shared bool, params []string, build
 			return
 		}
 	}
+	if !cacheable {
+		if p, ok := buildPage(build); ok {
+			a.writeCached(c, p, shared)
+		}
+		return
+	}
+	// When a page expires under load, every visitor asking for it meanwhile
+	// waits for one build instead of each calling the article service.
+	ran := false
+	v, err, _ := a.builds.Do(key, func() (any, error) {
+		ran = true
+		if p, ok := a.cache.get(key); ok { // filled between our miss and now
+			return p, nil
+		}
+		p, ok := buildPage(build)
+		if !ok {
+			return nil, errBuildFailed
+		}
+		if p.status == http.StatusOK {
+			a.cache.put(key, p)
+		}
+		return p, nil
+	})
+	if err != nil {
+		if ran {
+			return // build already wrote this request's error page
+		}
+		// Another request's build failed (perhaps its visitor left): this
+		// request builds its own, so it gets its own page or error.
+		p, ok := buildPage(build)
+		if !ok {
+			return
+		}
+		v = p
+	}
+	a.writeCached(c, v.(cachedPage), shared)
+}
+
+var errBuildFailed = errors.New("web: page build failed")
+
+// buildPage runs build; false when build already wrote an error page.
+func buildPage(build func() (int, string, []byte, bool)) (cachedPage, bool) {
 	status, ctype, body, ok := build()
 	if !ok {
-		return // build already wrote an error page
+		return cachedPage{}, false
 	}
-	p := cachedPage{status: status, ctype: ctype, body: body, etag: etagOf(body)}
-	if cacheable && status == http.StatusOK {
-		a.cache.put(key, p)
-	}
-	a.writeCached(c, p, shared)
+	return cachedPage{status: status, ctype: ctype, body: body, etag: etagOf(body)}, true
 }
 
 func (a *App) writeCached(c *gin.Context, p cachedPage, shared bool) {

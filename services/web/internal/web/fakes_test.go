@@ -35,7 +35,8 @@ type fakeArticles struct {
 	seq      int
 	calls    map[string]int
 	lastTok  string
-	failWith error // returned by the next call, then cleared
+	failWith error         // returned by the next call, then cleared
+	gate     chan struct{} // when set, every call waits for it to close (or its request to end)
 }
 
 func newFakeArticles() *fakeArticles {
@@ -52,11 +53,23 @@ func (f *fakeArticles) enter(ctx context.Context, name string) (authz.Principal,
 		f.lastTok = tok
 	}
 	p, _ := authz.FromContext(ctx)
-	if err := f.failWith; err != nil {
-		f.failWith = nil
-		return p, err
+	failWith := f.failWith
+	f.failWith = nil
+	if gate := f.gate; gate != nil {
+		f.mu.Unlock()
+		select {
+		case <-gate:
+		case <-ctx.Done():
+		}
+		f.mu.Lock()
 	}
-	return p, nil
+	return p, failWith
+}
+
+func (f *fakeArticles) callCount(name string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[name]
 }
 
 func (f *fakeArticles) add(a *articlev1.Article) *articlev1.Article {

@@ -3,6 +3,7 @@ package stacks
 import (
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"net/mail"
 	"net/url"
@@ -245,6 +246,7 @@ func (l *loader) validateCloud(c *Config) {
 	if len(cl.AdminCIDRs) == 0 {
 		l.problemf("cluster.adminCidrs", "must list the networks allowed to reach SSH and the Kubernetes API, like [203.0.113.7/32]")
 	}
+	var valid []*net.IPNet
 	for i, s := range cl.AdminCIDRs {
 		_, n, err := net.ParseCIDR(s)
 		switch {
@@ -254,6 +256,17 @@ func (l *loader) validateCloud(c *Config) {
 			l.problemf("cluster.adminCidrs", "entry %d (%s) is an IPv4 network in IPv6 form; write it as IPv4, like 203.0.113.7/32", i+1, s)
 		case tooWide(n):
 			l.problemf("cluster.adminCidrs", "entry %d (%s) opens SSH and the Kubernetes API to the whole internet or a large part of it: prefixes must be /%d or longer for IPv4 and /%d or longer for IPv6; list your own networks", i+1, s, minAdminPrefix4, minAdminPrefix6)
+		default:
+			valid = append(valid, n)
+		}
+	}
+	if len(valid) == len(cl.AdminCIDRs) { // each entry is narrow enough: now all of them together
+		for _, family := range []struct{ bits, min int }{{32, minAdminPrefix4}, {128, minAdminPrefix6}} {
+			entries, covered := addressesCovered(valid, family.bits)
+			if covered.Cmp(new(big.Int).Lsh(big.NewInt(1), uint(family.bits-family.min))) > 0 {
+				l.problemf("cluster.adminCidrs", "entries %s together open SSH and the Kubernetes API to more addresses than one /%d holds; list only your own networks",
+					joinEntries(entries), family.min)
+			}
 		}
 	}
 	for i, k := range cl.SSHPublicKeys {
@@ -367,6 +380,48 @@ func isLoopbackHost(h string) bool {
 }
 
 // tooWide reports a network wider than minAdminPrefix4/6.
+// addressesCovered counts the addresses of one family (32 or 128 bits) the
+// networks cover together, and names the entries (1-based) that count. Two
+// CIDR blocks either nest or do not meet, so the count is the sum over the
+// blocks no other block contains.
+func addressesCovered(nets []*net.IPNet, bits int) (entries []int, total *big.Int) {
+	total = new(big.Int)
+	for i, n := range nets {
+		ones, b := n.Mask.Size()
+		if b != bits {
+			continue
+		}
+		inside := false
+		for j, m := range nets {
+			mOnes, mBits := m.Mask.Size()
+			if j == i || mBits != bits || mOnes > ones || !m.Contains(n.IP) {
+				continue
+			}
+			if mOnes < ones || j < i { // a wider block, or an earlier copy of this one
+				inside = true
+				break
+			}
+		}
+		if !inside {
+			entries = append(entries, i+1)
+			total.Add(total, new(big.Int).Lsh(big.NewInt(1), uint(bits-ones)))
+		}
+	}
+	return entries, total
+}
+
+// joinEntries writes 1, 2 and 3.
+func joinEntries(entries []int) string {
+	s := make([]string, len(entries))
+	for i, e := range entries {
+		s[i] = strconv.Itoa(e)
+	}
+	if len(s) < 2 {
+		return strings.Join(s, "")
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " and " + s[len(s)-1]
+}
+
 func tooWide(n *net.IPNet) bool {
 	ones, bits := n.Mask.Size()
 	if bits == 8*net.IPv4len {

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -254,6 +255,15 @@ func TestOIDCIssuerMustMatchDiscoveryExactly(t *testing.T) {
 	wantAccepted(t, good)
 }
 
+// eightBits lists n distinct IPv4 /8 networks.
+func eightBits(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%d.0.0.0/8", i+1)
+	}
+	return out
+}
+
 func TestAdminCIDRsRefuseWideNetworks(t *testing.T) {
 	cidrs := func(c ...string) map[string]string { return set(t, stagingStack(t), "cluster", "adminCidrs", c) }
 	const wide = "opens SSH and the Kubernetes API to the whole internet or a large part of it: prefixes must be /8 or longer for IPv4 and /16 or longer for IPv6"
@@ -266,8 +276,18 @@ func TestAdminCIDRsRefuseWideNetworks(t *testing.T) {
 		{"IPv6 /15", cidrs("2001:db8::/15"), []string{"entry 1 (2001:db8::/15) " + wide}},
 		{"IPv4-mapped IPv6", cidrs("::ffff:0.0.0.0/96"), []string{"entry 1 (::ffff:0.0.0.0/96) is an IPv4 network in IPv6 form"}},
 	})
+	// Each entry narrow enough, but together more than one /8 (or /16).
+	const together = "together open SSH and the Kubernetes API to more addresses than one "
+	wantRefused(t, []refusal{
+		{"two IPv4 /8s", cidrs("10.0.0.0/8", "203.0.113.7/32", "11.0.0.0/8"), []string{"pressroom:cluster.adminCidrs: entries 1, 2 and 3 " + together + "/8 holds"}},
+		{"a /8 and one more address", cidrs("10.0.0.0/8", "203.0.113.7/32"), []string{"entries 1 and 2 " + together + "/8 holds"}},
+		{"128 IPv4 /8s", cidrs(eightBits(128)...), []string{together + "/8 holds"}},
+		{"two IPv6 /16s", cidrs("2001::/16", "2002::/16"), []string{"entries 1 and 2 " + together + "/16 holds"}},
+	})
 	wantAccepted(t, map[string]map[string]string{
-		"IPv4 /8":  cidrs("10.0.0.0/8"),
+		"a /8 and networks inside it": cidrs("10.0.0.0/8", "10.1.0.0/16", "10.0.0.0/8", "10.2.3.4/32"),
+		"a /8 and a /16 of IPv6":      cidrs("10.0.0.0/8", "2001:db8::/16"),
+		"IPv4 /9 twice over":          cidrs("10.0.0.0/9", "10.128.0.0/9"),
 		"IPv4 /32": cidrs("203.0.113.7/32"),
 		"IPv6 /16": cidrs("2001:db8::/16"),
 		"IPv6 /64": cidrs("2001:db8:1:2::/64", "198.51.100.0/28"),

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -370,7 +371,8 @@ type pageCache struct {
 	now   func() time.Time
 	mu    sync.RWMutex
 	m     map[string]cachedPage
-	bytes int // the bodies held
+	bytes int    // the bodies held
+	gen   uint64 // raised by clear: a page built before it is not kept after it
 }
 
 // The cache starts over when either bound would be passed. Keys hold only
@@ -404,7 +406,16 @@ func (pc *pageCache) get(key string) (cachedPage, bool) {
 	return p, ok
 }
 
-func (pc *pageCache) put(key string, p cachedPage) {
+// generation is the cache's generation, to pass to put after building a page.
+func (pc *pageCache) generation() uint64 {
+	pc.mu.RLock()
+	defer pc.mu.RUnlock()
+	return pc.gen
+}
+
+// put keeps p unless the cache was cleared since gen: an article unpublished
+// while its page was being built must not come back from the cache.
+func (pc *pageCache) put(key string, p cachedPage, gen uint64) {
 	if pc.ttl <= 0 {
 		return
 	}
@@ -413,6 +424,10 @@ func (pc *pageCache) put(key string, p cachedPage) {
 	}
 	p.exp = pc.now().Add(pc.ttl)
 	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if pc.gen != gen {
+		return
+	}
 	if old, ok := pc.m[key]; ok {
 		pc.bytes -= len(old.body)
 	}
@@ -421,12 +436,12 @@ func (pc *pageCache) put(key string, p cachedPage) {
 	}
 	pc.m[key] = p
 	pc.bytes += len(p.body)
-	pc.mu.Unlock()
 }
 
 func (pc *pageCache) clear() {
 	pc.mu.Lock()
 	pc.m, pc.bytes = map[string]cachedPage{}, 0
+	pc.gen++
 	pc.mu.Unlock()
 }
 
@@ -470,8 +485,11 @@ func (a *App) serveCacheable(c *gin.Context, shared bool, params []string, build
 	}
 	// When a page expires under load, every visitor asking for it meanwhile
 	// waits for one build instead of each calling the article service.
+	// The generation is part of the flight's key: after an edit clears the
+	// cache, visitors wait for a new build, not one that began before it.
+	gen := a.cache.generation()
 	ran := false
-	v, err, _ := a.builds.Do(key, func() (any, error) {
+	v, err, _ := a.builds.Do(strconv.FormatUint(gen, 10)+" "+key, func() (any, error) {
 		ran = true
 		if p, ok := a.cache.get(key); ok { // filled between our miss and now
 			return p, nil
@@ -481,7 +499,7 @@ func (a *App) serveCacheable(c *gin.Context, shared bool, params []string, build
 			return nil, errBuildFailed
 		}
 		if p.status == http.StatusOK {
-			a.cache.put(key, p)
+			a.cache.put(key, p, gen)
 		}
 		return p, nil
 	})

@@ -258,17 +258,17 @@ func TestPageCacheStaysWithinItsBounds(t *testing.T) {
 	pc := newPageCache(time.Minute, func() time.Time { return now })
 	page := make([]byte, 1<<20)
 	for i := 0; i < 200; i++ {
-		pc.put(fmt.Sprintf("/p%d", i), cachedPage{status: 200, body: page})
+		pc.put(fmt.Sprintf("/p%d", i), cachedPage{status: 200, body: page}, pc.generation())
 		if pc.bytes > pageCacheMaxBytes || len(pc.m) > pageCacheMax {
 			t.Fatalf("after %d pages: %d bytes in %d entries, bounds %d and %d", i+1, pc.bytes, len(pc.m), pageCacheMaxBytes, pageCacheMax)
 		}
 	}
-	pc.put("/huge", cachedPage{status: 200, body: make([]byte, pageCacheMaxBytes/16+1)})
+	pc.put("/huge", cachedPage{status: 200, body: make([]byte, pageCacheMaxBytes/16+1)}, pc.generation())
 	if _, ok := pc.get("/huge"); ok {
 		t.Fatal("a page of a sixteenth of the cache was kept")
 	}
 	pc.clear()
-	pc.put("/a", cachedPage{status: 200, body: page})
+	pc.put("/a", cachedPage{status: 200, body: page}, pc.generation())
 	now = now.Add(2 * time.Minute)
 	if _, ok := pc.get("/a"); ok || len(pc.m) != 0 || pc.bytes != 0 {
 		t.Fatalf("an expired page is still held: %d entries, %d bytes", len(pc.m), pc.bytes)
@@ -361,6 +361,85 @@ func TestFailedSharedBuildFailsOnlyItsOwnRequest(t *testing.T) {
 	}
 	if failed != 1 {
 		t.Fatalf("statuses %v: one build failed, so exactly one visitor should see an error", statuses)
+	}
+}
+
+// An edit clears the cache; a page whose build began before the edit must
+// not be kept after it, or an unpublished article would come back for a
+// PAGE_CACHE_TTL.
+func TestPageBuiltBeforeAnEditIsNotKept(t *testing.T) {
+	h := newHarness(t)
+	h.published("Tides", "tides", "The tide came in.")
+	gate := make(chan struct{})
+	h.articles.mu.Lock()
+	h.articles.gate = gate
+	h.articles.mu.Unlock()
+	first := make(chan int, 1)
+	go func() {
+		resp, err := http.Get(h.web.URL + "/articles/tides")
+		if err != nil {
+			first <- 0
+			return
+		}
+		resp.Body.Close()
+		first <- resp.StatusCode
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for h.articles.callCount("GetArticle") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the page build never reached the article service")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	h.app.Invalidate() // an edit lands while the page is being built
+	// A visitor after the edit does not wait for the build that began before it.
+	second := make(chan int, 1)
+	go func() {
+		resp, err := http.Get(h.web.URL + "/articles/tides")
+		if err != nil {
+			second <- 0
+			return
+		}
+		resp.Body.Close()
+		second <- resp.StatusCode
+	}()
+	for h.articles.callCount("GetArticle") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("a visitor after the edit joined the build that began before it")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(gate)
+	if a, b := <-first, <-second; a != http.StatusOK || b != http.StatusOK {
+		t.Fatalf("statuses %d and %d, want 200s", a, b)
+	}
+	h.articles.mu.Lock()
+	h.articles.gate = nil
+	h.articles.mu.Unlock()
+	// The second build began after the edit and is kept; the first is not.
+	// Either way one more visit is served from the cache.
+	if resp, _ := h.do(req{path: "/articles/tides"}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("third visit: %d", resp.StatusCode)
+	}
+	if got := h.articles.callCount("GetArticle"); got != 2 {
+		t.Fatalf("GetArticle calls: %d, want 2 (the third visit from the cache)", got)
+	}
+}
+
+// A page built before an edit is dropped even when nobody asks again
+// during the build: the next visit builds afresh.
+func TestStaleBuildIsDroppedByTheCache(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	pc := newPageCache(time.Minute, func() time.Time { return now })
+	gen := pc.generation()
+	pc.clear() // the edit
+	pc.put("/articles/tides", cachedPage{status: 200, body: []byte("old")}, gen)
+	if _, ok := pc.get("/articles/tides"); ok {
+		t.Fatal("a page built before the cache was cleared was kept")
+	}
+	pc.put("/articles/tides", cachedPage{status: 200, body: []byte("new")}, pc.generation())
+	if p, ok := pc.get("/articles/tides"); !ok || string(p.body) != "new" {
+		t.Fatal("a page built after the clear was not kept")
 	}
 }
 

@@ -46,7 +46,8 @@ type run struct {
 	mocks   *cloudmock.Mocks
 	outputs map[string]any
 	secret  map[string]bool
-	probed  []string // kubeconfigs handed to the readiness gate
+	probed  []string        // kubeconfigs handed to the readiness gate
+	needs   []cluster.Needs // what the gate was asked to wait for, per call
 	// versionsAsked counts the reads of the nodes' versions (the upgrade check).
 	versionsAsked int
 }
@@ -74,15 +75,22 @@ func deployWith(t *testing.T, stack string, config map[string]string) (*run, err
 // deployOn is deployWith on nodes that run the given kubelet versions.
 func deployOn(t *testing.T, stack string, config map[string]string, nodeVersions []string) (*run, error) {
 	t.Helper()
+	return deployRun(t, stack, config, nodeVersions, false)
+}
+
+// deployRun is one mocked `pulumi up`, or `pulumi preview` with dryRun.
+func deployRun(t *testing.T, stack string, config map[string]string, nodeVersions []string, dryRun bool) (*run, error) {
+	t.Helper()
 	r := &run{mocks: &cloudmock.Mocks{}, outputs: map[string]any{}, secret: map[string]bool{}}
 	var mu sync.Mutex
-	probe := func(_ context.Context, kc string, timeout time.Duration) error {
+	probe := func(_ context.Context, kc string, needs cluster.Needs, timeout time.Duration) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if timeout <= 0 {
 			return fmt.Errorf("readiness gate without a bound")
 		}
 		r.probed = append(r.probed, kc)
+		r.needs = append(r.needs, needs)
 		return nil
 	}
 	secretKeys := []string{}
@@ -107,6 +115,7 @@ func deployOn(t *testing.T, stack string, config map[string]string, nodeVersions
 	}, pulumi.WithMocks("pressroom", stack, r.mocks), func(info *pulumi.RunInfo) {
 		info.Config = config
 		info.ConfigSecretKeys = secretKeys
+		info.DryRun = dryRun
 	})
 	// Outputs built from config are not tracked by the run: await them here.
 	for k, o := range outs {
@@ -541,6 +550,43 @@ func TestExistingModeCreatesNoCloudResources(t *testing.T) {
 		if _, ok := r.outputs[k]; ok {
 			t.Errorf("existing mode exports %s", k)
 		}
+	}
+}
+
+// The readiness gate waits for what the platform creates objects of:
+// Traefik's Middleware CRD always, cert-manager's CRDs when the stack does
+// not install cert-manager; a preview waits for nothing.
+func TestReadinessGateWaitsForWhatThePlatformNeeds(t *testing.T) {
+	existing := map[string]string{
+		"pressroom:cluster": `{"mode":"existing"}`, "pressroom:kubeconfig": localKubeconfig,
+		"pressroom:registry": `{"kind":"none"}`, "pressroom:images": pinnedImages(),
+	}
+	names := func(r *run) []string {
+		if len(r.needs) != 1 {
+			t.Fatalf("the gate was asked %d times, want once", len(r.needs))
+		}
+		var out []string
+		for _, c := range r.needs[0].CRDs {
+			out = append(out, c.Name)
+		}
+		return out
+	}
+	if got := names(mustDeploy(t, "staging", nil)); strings.Join(got, " ") != "middlewares.traefik.io" {
+		t.Errorf("digitalocean mode, cert-manager installed by the stack: the gate waits for CRDs %v", got)
+	}
+	preinstalled := map[string]string{"pressroom:certManager": `{"install":false}`}
+	for k, v := range existing {
+		preinstalled[k] = v
+	}
+	if got := names(mustDeploy(t, "staging", preinstalled)); strings.Join(got, " ") != "middlewares.traefik.io clusterissuers.cert-manager.io certificates.cert-manager.io" {
+		t.Errorf("existing mode with cert-manager preinstalled: the gate waits for CRDs %v", got)
+	}
+	r, err := deployRun(t, "staging", stackConfig(t, "staging", existing), []string{stacks.DefaultK3sVersion}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.probed) != 0 {
+		t.Errorf("a preview waited for the cluster %d times", len(r.probed))
 	}
 }
 

@@ -45,13 +45,16 @@ type Config struct {
 	ACME        ACMEConfig
 	CertManager CertManagerConfig
 	Upgrades    UpgradesConfig
-	App         AppConfig
-	Scaling     ScalingConfig
-	Images      map[string]string // service -> image pinned by @sha256: digest; missing ones are built
-	Registry    RegistryConfig
-	JWT         JWTConfig
-	Storage     StorageConfig
-	Backup      BackupConfig
+	// DatastoreImages are the Postgres, Redis, NATS and Jaeger images (and
+	// the backup job's, which is Postgres'), each pinned by digest.
+	DatastoreImages DatastoreImagesConfig
+	App             AppConfig
+	Scaling         ScalingConfig
+	Images          map[string]string // service -> image pinned by @sha256: digest; missing ones are built
+	Registry        RegistryConfig
+	JWT             JWTConfig
+	Storage         StorageConfig
+	Backup          BackupConfig
 	// Protect marks stateful resources (volume, PVCs, databases) `protect`ed.
 	// Defaults to true for prod-like stacks (IsProdLike: "prod", "production",
 	// "*-prod", "*-production", in any case).
@@ -97,6 +100,21 @@ type ACMEConfig struct {
 type CertManagerConfig struct {
 	Install bool   // default true; false when the cluster already has cert-manager
 	Version string // pinned chart version, e.g. v1.16.2
+	// Chart is where the chart comes from: a Helm repository URL (default
+	// DefaultCertManagerChart, chart name cert-manager) or a local chart
+	// directory (see ChartIsLocal), relative to the program directory infra/.
+	Chart string
+	// Images overrides the chart's images by component (CertManagerImageKeys),
+	// each repository[:tag]@sha256:<digest>; missing ones are the chart's.
+	Images map[string]string
+}
+
+// DatastoreImagesConfig pins the datastore images (name[:tag]@sha256:<digest>).
+type DatastoreImagesConfig struct {
+	Postgres string // also the backup job's image (pg_dump of the same major)
+	Redis    string
+	NATS     string
+	Jaeger   string
 }
 
 // UpgradesConfig keeps the K3s servers at Cluster.K3sVersion with K3s'
@@ -116,6 +134,10 @@ type AppConfig struct {
 	EmailFrom          string
 	AdminEmails        []string
 	NotifyEmail        string
+	// TrustedCABundle is PEM certificates that auth and notification trust
+	// for outbound HTTPS besides the image's public roots (an OIDC provider
+	// or mail relay behind a private CA); "" = none.
+	TrustedCABundle string
 	// ResendConfigured is true when the resendApiKey secret is set: the
 	// notification service sends e-mail; otherwise it logs.
 	ResendConfigured bool

@@ -15,7 +15,7 @@ import (
 // Known top-level keys (without the namespace). Objects are JSON, as the
 // Pulumi engine hands structured config to the program.
 var (
-	objectKeys = []string{"cluster", "cloudflare", "acme", "certManager", "upgrades", "app", "scaling", "images", "registry", "jwt", "storage", "backup"}
+	objectKeys = []string{"cluster", "cloudflare", "acme", "certManager", "upgrades", "datastoreImages", "app", "scaling", "images", "registry", "jwt", "storage", "backup"}
 	scalarKeys = []string{"domain", "protect"}
 	secretKeys = []string{"googleClientSecret", "resendApiKey", "registryPassword", "kubeconfig"}
 )
@@ -152,7 +152,7 @@ func (l *loader) fail(key, format string, args ...any) {
 // field is one setting inside a config object.
 type field struct {
 	name string
-	dst  any // *string, *int, *bool, *[]string, *map[string]string
+	dst  any // *string, *int, *bool, *[]string, *map[string]string, text
 	set  *bool
 }
 
@@ -258,11 +258,30 @@ func decodeValue(raw json.RawMessage, dst any) error {
 		if json.Unmarshal(raw, d) != nil {
 			return fmt.Errorf("must be an object of name: string (got %s)", raw)
 		}
+	case text:
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return fmt.Errorf("must be a string (got %s)", raw)
+		}
+		t := strings.TrimSpace(s)
+		if s != "" && t == "" {
+			return fmt.Errorf("is only spaces and line breaks; remove the setting or give the text")
+		}
+		if t != "" {
+			t += "\n"
+		}
+		*d.s = t
 	default:
 		panic(fmt.Sprintf("stacks: unsupported field type %T", dst))
 	}
 	return nil
 }
+
+// text is a multi-line setting such as a PEM bundle: the line breaks and
+// spaces around it are dropped, not refused (a YAML block scalar `|` and
+// `pulumi config set ... < file` both end it with a line break), and a
+// non-empty value is stored with one final line break.
+type text struct{ s *string }
 
 // spaces refuses blank and padded strings: they pass "is it set" checks and
 // reach the services with the spaces (an OAuth client id, a user name).
@@ -303,10 +322,11 @@ func (l *loader) build() *Config {
 			ReadyTimeout: 600,
 			RenderDir:    "rendered",
 		},
-		ACME:        ACMEConfig{Issuer: "staging"},
-		CertManager: CertManagerConfig{Install: true, Version: DefaultCertManagerVersion},
-		Upgrades:    UpgradesConfig{Install: true, ControllerVersion: DefaultUpgradeControllerVersion},
-		App:         AppConfig{GoogleLoginEnabled: true, OIDCIssuerURL: "https://accounts.google.com"},
+		ACME:            ACMEConfig{Issuer: "staging"},
+		CertManager:     CertManagerConfig{Install: true, Version: DefaultCertManagerVersion, Chart: DefaultCertManagerChart, Images: map[string]string{}},
+		Upgrades:        UpgradesConfig{Install: true, ControllerVersion: DefaultUpgradeControllerVersion},
+		DatastoreImages: DefaultDatastoreImages,
+		App:             AppConfig{GoogleLoginEnabled: true, OIDCIssuerURL: "https://accounts.google.com"},
 		Scaling: ScalingConfig{
 			Article:   Bounds{Min: 2, Max: 5},
 			Web:       Bounds{Min: 2, Max: 6},
@@ -332,7 +352,10 @@ func (l *loader) build() *Config {
 		f("apiHost", &cl.APIHost), f("readyTimeoutSeconds", &cl.ReadyTimeout), f("renderDir", &cl.RenderDir))
 	l.object("cloudflare", f("zoneId", &c.Cloudflare.ZoneID))
 	l.object("acme", f("email", &c.ACME.Email), f("issuer", &c.ACME.Issuer))
-	l.object("certManager", f("install", &c.CertManager.Install), f("version", &c.CertManager.Version))
+	l.object("certManager", f("install", &c.CertManager.Install), f("version", &c.CertManager.Version),
+		f("chart", &c.CertManager.Chart), f("images", &c.CertManager.Images))
+	di := &c.DatastoreImages
+	l.object("datastoreImages", f("postgres", &di.Postgres), f("redis", &di.Redis), f("nats", &di.NATS), f("jaeger", &di.Jaeger))
 	var upgradesSet bool
 	l.object("upgrades", fs("enabled", &c.Upgrades.Enabled, &upgradesSet), f("install", &c.Upgrades.Install),
 		f("controllerVersion", &c.Upgrades.ControllerVersion))
@@ -343,7 +366,8 @@ func (l *loader) build() *Config {
 	l.object("app",
 		f("googleClientId", &a.GoogleClientID), f("googleLoginEnabled", &a.GoogleLoginEnabled),
 		f("oidcIssuerUrl", &a.OIDCIssuerURL), f("emailFrom", &a.EmailFrom),
-		f("adminEmails", &a.AdminEmails), f("notifyEmail", &a.NotifyEmail))
+		f("adminEmails", &a.AdminEmails), f("notifyEmail", &a.NotifyEmail),
+		f("trustedCaBundle", text{&a.TrustedCABundle}))
 	var art, web struct{ min, max int }
 	art.min, art.max, web.min, web.max = c.Scaling.Article.Min, c.Scaling.Article.Max, c.Scaling.Web.Min, c.Scaling.Web.Max
 	l.object("scaling",

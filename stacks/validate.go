@@ -1,6 +1,8 @@
 package stacks
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
@@ -25,7 +27,23 @@ const (
 	// DefaultUpgradeControllerVersion is the pinned system-upgrade-controller
 	// release whose crd.yaml and system-upgrade-controller.yaml are applied.
 	DefaultUpgradeControllerVersion = "v0.16.1"
+	// DefaultCertManagerChart is Jetstack's public Helm repository (chart
+	// name cert-manager).
+	DefaultCertManagerChart = "https://charts.jetstack.io"
 )
+
+// DefaultDatastoreImages are the pinned upstream images (multi-arch index
+// digests). infra/datastores uses them when none are given.
+var DefaultDatastoreImages = DatastoreImagesConfig{
+	Postgres: "postgres:17-alpine@sha256:742f40ea20b9ff2ff31db5458d127452988a2164df9e17441e191f3b72252193",
+	Redis:    "redis:7.4-alpine@sha256:ff02b58f971e7d7d156a1267e283fcbbeee91773b6aa36c49dac28ecfe28eadf",
+	NATS:     "nats:2.10-alpine@sha256:b83efabe3e7def1e0a4a31ec6e078999bb17c80363f881df35edc70fcb6bb927",
+	Jaeger:   "jaegertracing/all-in-one:1.62.0@sha256:836e9b69c88afbedf7683ea7162e179de63b1f981662e83f5ebb68badadc710f",
+}
+
+// CertManagerImageKeys are the components of certManager.images, as the
+// chart's values name them.
+var CertManagerImageKeys = []string{"controller", "webhook", "cainjector", "acmesolver", "startupapicheck"}
 
 var (
 	// The top-level label is letters, or punycode (xn--p1ai) for IDN TLDs.
@@ -96,8 +114,18 @@ func (l *loader) validate(c *Config, secrets map[string]string) {
 	if c.ACME.Issuer != "staging" && c.ACME.Issuer != "prod" {
 		l.problemf("acme.issuer", "must be staging or prod (got %q)", c.ACME.Issuer)
 	}
-	if c.CertManager.Install && !semverRe.MatchString(c.CertManager.Version) {
-		l.problemf("certManager.version", "must be a pinned chart version like %s (got %q)", DefaultCertManagerVersion, c.CertManager.Version)
+	if c.CertManager.Install {
+		l.validateCertManager(c.CertManager)
+	}
+	for _, img := range []struct{ key, ref, example string }{
+		{"postgres", c.DatastoreImages.Postgres, DefaultDatastoreImages.Postgres},
+		{"redis", c.DatastoreImages.Redis, DefaultDatastoreImages.Redis},
+		{"nats", c.DatastoreImages.NATS, DefaultDatastoreImages.NATS},
+		{"jaeger", c.DatastoreImages.Jaeger, DefaultDatastoreImages.Jaeger},
+	} {
+		if err := CheckImageRef(img.ref); err != nil {
+			l.problemf("datastoreImages."+img.key, "%v, like %s", err, img.example)
+		}
 	}
 
 	if u := c.Upgrades; u.Enabled {
@@ -116,6 +144,11 @@ func (l *loader) validate(c *Config, secrets map[string]string) {
 		}
 		if secrets["googleClientSecret"] == "" {
 			l.problemf("googleClientSecret", "is required while app.googleLoginEnabled is true: run `pulumi config set --secret googleClientSecret <secret>`")
+		}
+	}
+	if a.TrustedCABundle != "" {
+		if err := CheckCABundle(a.TrustedCABundle); err != nil {
+			l.problemf("app.trustedCaBundle", "%v", err)
 		}
 	}
 	if msg := issuerProblem(a.OIDCIssuerURL); msg != "" {
@@ -294,6 +327,98 @@ func (l *loader) validateCloud(c *Config) {
 	if !zoneIDRe.MatchString(c.Cloudflare.ZoneID) {
 		l.problemf("cloudflare.zoneId", "must be the 32-hex-digit Cloudflare zone id of the domain (Cloudflare dashboard → Overview → Zone ID) (got %q)", c.Cloudflare.ZoneID)
 	}
+}
+
+func (l *loader) validateCertManager(cm CertManagerConfig) {
+	if !semverRe.MatchString(cm.Version) {
+		l.problemf("certManager.version", "must be a pinned chart version like %s (got %q)", DefaultCertManagerVersion, cm.Version)
+	}
+	switch {
+	case strings.TrimSpace(cm.Chart) == "":
+		l.problemf("certManager.chart", "must be a Helm repository URL like %s or a local chart directory like ./charts/cert-manager", DefaultCertManagerChart)
+	case !ChartIsLocal(cm.Chart):
+		if u, err := url.Parse(cm.Chart); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			l.problemf("certManager.chart", "must be a Helm repository URL like %s (http or https, no user, query or fragment) or a local chart directory like ./charts/cert-manager (got %q)", DefaultCertManagerChart, cm.Chart)
+		}
+	}
+	known := map[string]bool{}
+	for _, k := range CertManagerImageKeys {
+		known[k] = true
+	}
+	for _, k := range sortedKeys(cm.Images) {
+		if !known[k] {
+			l.problemf("certManager.images."+k, "unknown component; components are %s", strings.Join(CertManagerImageKeys, ", "))
+		} else if err := CheckImageRef(cm.Images[k]); err != nil {
+			l.problemf("certManager.images."+k, "%v, like quay.io/jetstack/cert-manager-%s@sha256:<64 hex>", err, k)
+		}
+	}
+}
+
+// ChartIsLocal reports whether a certManager.chart value names a local
+// chart directory rather than a Helm repository: it has no URL scheme.
+func ChartIsLocal(chart string) bool { return chart != "" && !strings.Contains(chart, "://") }
+
+// imageRefRe is name[:tag]@sha256:<64 hex>: a registry host (with a port),
+// path, optional tag, and the digest of the image or of its multi-arch index.
+var imageRefRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9._/-]*[a-z0-9])?(:[0-9]+/[a-z0-9]([a-z0-9._/-]*[a-z0-9])?)?(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?@sha256:[0-9a-f]{64}$`)
+
+// CheckImageRef says why ref is not an image reference pinned by digest,
+// name[:tag]@sha256:<64 hex digits>, or is tagged latest. The digest may be
+// a single image manifest's (an image built here) or a multi-arch index's
+// (upstream images): both pin the bytes. infra checks its arguments with it.
+func CheckImageRef(ref string) error {
+	if !imageRefRe.MatchString(ref) {
+		return fmt.Errorf("must be pinned by digest, name[:tag]@sha256:<64 hex digits> (got %q)", ref)
+	}
+	name, _, _ := strings.Cut(ref, "@")
+	if strings.HasSuffix(name, ":latest") {
+		return fmt.Errorf("must not use the tag latest: give a versioned tag, or none, before the @sha256: digest (got %q)", ref)
+	}
+	return nil
+}
+
+// SplitImageRef splits a reference CheckImageRef accepts into its
+// repository (the tag dropped) and its digest (sha256:<hex>).
+func SplitImageRef(ref string) (repository, digest string) {
+	name, digest, _ := strings.Cut(ref, "@")
+	if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
+		name = name[:i]
+	}
+	return name, digest
+}
+
+// CheckCABundle says why bundle is not a PEM bundle of certificates: it
+// must hold at least one CERTIFICATE block, every block must be one and
+// parse, and it must hold no private key (it is stored in a ConfigMap).
+// Text between the blocks (comments in a bundle file) is ignored, as Go's
+// x509.CertPool.AppendCertsFromPEM ignores it.
+func CheckCABundle(bundle string) error {
+	rest := []byte(bundle)
+	certs := 0
+	for n := 1; ; n++ {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		switch {
+		case strings.Contains(b.Type, "PRIVATE KEY"):
+			return fmt.Errorf("block %d is a %s: a CA bundle holds certificates only, and this one would be stored in a ConfigMap that anyone who can read the namespace reads; remove the key", n, b.Type)
+		case b.Type != "CERTIFICATE":
+			return fmt.Errorf("block %d is a %s; only CERTIFICATE blocks (-----BEGIN CERTIFICATE-----) are trusted", n, b.Type)
+		}
+		if _, err := x509.ParseCertificate(b.Bytes); err != nil {
+			return fmt.Errorf("certificate %d does not parse: %v", n, err)
+		}
+		certs++
+	}
+	if strings.Contains(string(rest), "-----BEGIN") {
+		return errors.New("holds a PEM block that does not decode (check its -----BEGIN/-----END lines and base64 body)")
+	}
+	if certs == 0 {
+		return errors.New("must hold at least one PEM certificate (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)")
+	}
+	return nil
 }
 
 // CheckCronSchedule says why Kubernetes would refuse schedule for a CronJob:

@@ -288,9 +288,9 @@ func TestAdminCIDRsRefuseWideNetworks(t *testing.T) {
 		"a /8 and networks inside it": cidrs("10.0.0.0/8", "10.1.0.0/16", "10.0.0.0/8", "10.2.3.4/32"),
 		"a /8 and a /16 of IPv6":      cidrs("10.0.0.0/8", "2001:db8::/16"),
 		"IPv4 /9 twice over":          cidrs("10.0.0.0/9", "10.128.0.0/9"),
-		"IPv4 /32": cidrs("203.0.113.7/32"),
-		"IPv6 /16": cidrs("2001:db8::/16"),
-		"IPv6 /64": cidrs("2001:db8:1:2::/64", "198.51.100.0/28"),
+		"IPv4 /32":                    cidrs("203.0.113.7/32"),
+		"IPv6 /16":                    cidrs("2001:db8::/16"),
+		"IPv6 /64":                    cidrs("2001:db8:1:2::/64", "198.51.100.0/28"),
 	})
 }
 

@@ -31,6 +31,22 @@ type Autoscaling struct {
 	Min, Max, CPUPercent int
 }
 
+// CABundleDir is where a service finds its extra trusted CA certificates
+// (SSL_CERT_DIR): Go reads every file there besides the image's bundle.
+const CABundleDir = "/etc/pressroom/ca"
+
+// CABundleAnnotation on the pod template carries the bundle's SHA-256: Go
+// reads its roots once per process, so a changed bundle rolls the pods.
+const CABundleAnnotation = "pressroom.dev/trusted-ca-sha256"
+
+// CABundle is a ConfigMap of PEM certificates a service trusts for outbound
+// TLS in addition to the image's public roots.
+type CABundle struct {
+	ConfigMap pulumi.StringInput // the ConfigMap's name output, so pods wait for it
+	Key       string             // its PEM file
+	SHA256    string             // of the PEM
+}
+
 // Volume is a PersistentVolumeClaim mounted read-write.
 type Volume struct {
 	Claim     string
@@ -49,6 +65,10 @@ type ServiceArgs struct {
 	KeysSecret string                        // Secret with the JWT keys, mounted at /keys
 	KeyItems   []string                      // which keys of it this service may see
 	Data       *Volume                       // optional persistent volume
+	// TrustedCA, when set, is mounted read-only at CABundleDir with
+	// SSL_CERT_DIR pointing there: Go's crypto/x509 then trusts it in
+	// addition to /etc/ssl/certs/ca-certificates.crt (see CABundleDir).
+	TrustedCA *CABundle
 
 	Size            kube.Size
 	Autoscaling     *Autoscaling
@@ -103,6 +123,9 @@ func NewService(ctx *pulumi.Context, name string, args *ServiceArgs, opts ...pul
 		kube.Env("HTTP_ADDR", fmt.Sprintf(":%d", args.Port)),
 		kube.Env("GOMEMLIMIT", memLimit),
 	}
+	if args.TrustedCA != nil {
+		env = append(env, kube.Env("SSL_CERT_DIR", CABundleDir))
+	}
 	for _, k := range sortedKeys(args.Env) {
 		env = append(env, corev1.EnvVarArgs{Name: pulumi.String(k), Value: args.Env[k]})
 	}
@@ -122,6 +145,16 @@ func NewService(ctx *pulumi.Context, name string, args *ServiceArgs, opts ...pul
 			SecretName: pulumi.String(args.KeysSecret), Items: items, DefaultMode: pulumi.Int(0o440),
 		}})
 		mounts = append(mounts, corev1.VolumeMountArgs{Name: pulumi.String("keys"), MountPath: pulumi.String("/keys"), ReadOnly: pulumi.Bool(true)})
+	}
+	podMeta := &metav1.ObjectMetaArgs{Labels: kube.Labels(name, "service")}
+	if ca := args.TrustedCA; ca != nil {
+		volumes = append(volumes, corev1.VolumeArgs{Name: pulumi.String("trusted-ca"), ConfigMap: &corev1.ConfigMapVolumeSourceArgs{
+			Name:        ca.ConfigMap,
+			Items:       corev1.KeyToPathArray{corev1.KeyToPathArgs{Key: pulumi.String(ca.Key), Path: pulumi.String(ca.Key)}},
+			DefaultMode: pulumi.Int(0o444),
+		}})
+		mounts = append(mounts, corev1.VolumeMountArgs{Name: pulumi.String("trusted-ca"), MountPath: pulumi.String(CABundleDir), ReadOnly: pulumi.Bool(true)})
+		podMeta.Annotations = pulumi.StringMap{CABundleAnnotation: pulumi.String(ca.SHA256)}
 	}
 	if args.Data != nil {
 		volumes = append(volumes, corev1.VolumeArgs{Name: pulumi.String("data"), PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSourceArgs{
@@ -178,7 +211,7 @@ func NewService(ctx *pulumi.Context, name string, args *ServiceArgs, opts ...pul
 		},
 		RevisionHistoryLimit: pulumi.Int(5),
 		Template: &corev1.PodTemplateSpecArgs{
-			Metadata: &metav1.ObjectMetaArgs{Labels: kube.Labels(name, "service")},
+			Metadata: podMeta,
 			Spec:     pod,
 		},
 	}
@@ -282,6 +315,12 @@ func (a *ServiceArgs) validate(name string) error {
 		if _, dup := a.SecretEnv[k]; dup {
 			problems = append(problems, fmt.Sprintf("%s is both a plain and a secret variable", k))
 		}
+	}
+	if ca := a.TrustedCA; ca != nil && (ca.ConfigMap == nil || ca.Key == "" || ca.SHA256 == "") {
+		problems = append(problems, "TrustedCA needs its ConfigMap, key and SHA-256")
+	}
+	if _, set := a.Env["SSL_CERT_DIR"]; set && a.TrustedCA != nil {
+		problems = append(problems, "SSL_CERT_DIR is set by TrustedCA")
 	}
 	if a.KeysSecret != "" && len(a.KeyItems) == 0 {
 		problems = append(problems, "KeyItems must list the keys of KeysSecret to mount")

@@ -235,8 +235,8 @@ func NewBackup(ctx *pulumi.Context, name string, args *BackupArgs, opts ...pulum
 	if a.MediaClaim == "" || a.MediaUID <= 0 {
 		return nil, fmt.Errorf("backup: MediaClaim and MediaUID (the media files' claim and owner) are required, got %q and %d", a.MediaClaim, a.MediaUID)
 	}
-	if !strings.Contains(a.Image, "@sha256:") {
-		return nil, fmt.Errorf("backup: image %q must be pinned by digest", a.Image)
+	if err := stacks.CheckImageRef(a.Image); err != nil {
+		return nil, fmt.Errorf("backup: the image %w", err)
 	}
 	b := &Backup{}
 	if err := ctx.RegisterComponentResource("pressroom:backup:Backup", name, b, opts...); err != nil {

@@ -106,15 +106,15 @@ func (p *pod) run(t *testing.T, user int, script string, env []string, args ...s
 }
 
 // startPostgres starts a server with the four databases and roles, made by
-// the datastores' init script.
+// the datastores' setup script (setup.sh of postgres-init).
 func startPostgres(t *testing.T) *pgtest.Server {
 	t.Helper()
 	pg := pgtest.Start(t)
-	env := []string{"POSTGRES_USER=postgres"}
+	env := []string{"POSTGRES_USER=postgres", "POSTGRES_PASSWORD=" + pg.Password}
 	for _, svc := range secrets.Databases {
 		env = append(env, strings.ToUpper(svc)+"_DB_PASSWORD=pw-"+svc)
 	}
-	if out, err := pg.Script(t, datastores.InitScript(), env); err != nil {
+	if out, err := pg.Script(t, datastores.SetupScript(), env); err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
 	}
 	return pg

@@ -1,11 +1,18 @@
 // Package certmanager installs cert-manager from its Helm chart (optional:
 // an existing cluster may already run it) and the two Let's Encrypt
-// ClusterIssuers, which are created only once cert-manager is ready.
+// ClusterIssuers, which are created only once cert-manager is ready. The
+// chart comes from a Helm repository or a local directory, and its images
+// may be overridden by digest, so an air-gapped cluster needs nothing from
+// the internet.
 package certmanager
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
+	"strconv"
+	"strings"
 
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apiextensions"
@@ -13,8 +20,10 @@ import (
 	helmv3 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/helm/v3"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"gopkg.in/yaml.v3"
 
 	"pressroom.dev/infra/kube"
+	"pressroom.dev/stacks"
 )
 
 // Issuer names (the stack config picks one by its short name).
@@ -44,10 +53,23 @@ func IssuerName(short string) (string, error) {
 	return "", fmt.Errorf("acme issuer %q: use staging or prod", short)
 }
 
+// DefaultChart is Jetstack's public Helm repository; the chart in it is
+// named ChartName.
+const (
+	DefaultChart = stacks.DefaultCertManagerChart
+	ChartName    = "cert-manager"
+)
+
 // CertManagerArgs configures cert-manager.
 type CertManagerArgs struct {
-	Install      bool   // false: the cluster already runs cert-manager
-	Version      string // chart version, default DefaultVersion
+	Install bool   // false: the cluster already runs cert-manager
+	Version string // chart version, default DefaultVersion
+	// Chart is a Helm repository URL (default DefaultChart) or a local chart
+	// directory (stacks.ChartIsLocal), whose Chart.yaml must be at Version.
+	Chart string
+	// Images overrides the chart's images by component
+	// (stacks.CertManagerImageKeys): repository[:tag]@sha256:<digest>.
+	Images       map[string]string
 	Email        string // ACME account e-mail
 	IngressClass string // default "traefik"
 	// DependsOn is the cluster readiness gate.
@@ -63,7 +85,7 @@ type CertManager struct {
 }
 
 var emailRE = regexp.MustCompile(`^[^@\s]+@[^@\s]+\.[^@\s]+$`)
-var versionRE = regexp.MustCompile(`^v\d+\.\d+\.\d+$`)
+var versionRE = regexp.MustCompile(`^v(\d+)\.(\d+)\.(\d+)$`)
 
 // NewCertManager installs cert-manager (when asked) and the ClusterIssuers.
 func NewCertManager(ctx *pulumi.Context, name string, args *CertManagerArgs, opts ...pulumi.ResourceOption) (*CertManager, error) {
@@ -83,6 +105,21 @@ func NewCertManager(ctx *pulumi.Context, name string, args *CertManagerArgs, opt
 	if !versionRE.MatchString(a.Version) {
 		return nil, fmt.Errorf("certmanager: chart version %q must be pinned as vX.Y.Z", a.Version)
 	}
+	if a.Chart == "" {
+		a.Chart = DefaultChart
+	}
+	var values map[string]any
+	if a.Install {
+		var err error
+		if values, err = Values(a.Version, a.Images); err != nil {
+			return nil, err
+		}
+		if stacks.ChartIsLocal(a.Chart) {
+			if err := checkLocalChart(a.Chart, a.Version); err != nil {
+				return nil, err
+			}
+		}
+	}
 	c := &CertManager{}
 	if err := ctx.RegisterComponentResource("pressroom:certmanager:CertManager", name, c, opts...); err != nil {
 		return nil, err
@@ -99,27 +136,25 @@ func NewCertManager(ctx *pulumi.Context, name string, args *CertManagerArgs, opt
 		// preview, runs the chart's hooks, and with SkipAwait=false waits for
 		// every Deployment (the webhook included) and, with WaitForJobs, for the
 		// startupapicheck Job, which succeeds only once the webhook answers.
-		rel, err := helmv3.NewRelease(ctx, "cert-manager", &helmv3.ReleaseArgs{
-			Name:      pulumi.String("cert-manager"),
-			Chart:     pulumi.String("cert-manager"),
-			Version:   pulumi.String(a.Version),
-			Namespace: ns.Metadata.Name().Elem(),
-			RepositoryOpts: &helmv3.RepositoryOptsArgs{
-				Repo: pulumi.String("https://charts.jetstack.io"),
-			},
-			Values: pulumi.Map{
-				"crds":            pulumi.Map{"enabled": pulumi.Bool(true), "keep": pulumi.Bool(true)},
-				"startupapicheck": pulumi.Map{"enabled": pulumi.Bool(true)},
-				"resources":       requests("50m", "128Mi"),
-				"webhook":         pulumi.Map{"resources": requests("20m", "64Mi")},
-				"cainjector":      pulumi.Map{"resources": requests("20m", "128Mi")},
-				"prometheus":      pulumi.Map{"enabled": pulumi.Bool(false)},
-			},
+		release := &helmv3.ReleaseArgs{
+			Name:        pulumi.String("cert-manager"),
+			Namespace:   ns.Metadata.Name().Elem(),
+			Values:      pulumi.ToMap(values),
 			SkipAwait:   pulumi.Bool(false),
 			WaitForJobs: pulumi.Bool(true),
 			Atomic:      pulumi.Bool(true),
 			Timeout:     pulumi.Int(600),
-		}, kube.Child(c)...)
+		}
+		if stacks.ChartIsLocal(a.Chart) {
+			// The directory is the chart: no repository, and its version is
+			// the one in its Chart.yaml (checked against Version above).
+			release.Chart = pulumi.String(a.Chart)
+		} else {
+			release.Chart = pulumi.String(ChartName)
+			release.Version = pulumi.String(a.Version)
+			release.RepositoryOpts = &helmv3.RepositoryOptsArgs{Repo: pulumi.String(a.Chart)}
+		}
+		rel, err := helmv3.NewRelease(ctx, "cert-manager", release, kube.Child(c)...)
 		if err != nil {
 			return nil, fmt.Errorf("cert-manager release: %w", err)
 		}
@@ -157,6 +192,87 @@ func NewCertManager(ctx *pulumi.Context, name string, args *CertManagerArgs, opt
 	return c, nil
 }
 
-func requests(cpu, mem string) pulumi.Map {
-	return pulumi.Map{"requests": pulumi.Map{"cpu": pulumi.String(cpu), "memory": pulumi.String(mem)}}
+func requests(cpu, mem string) map[string]any {
+	return map[string]any{"requests": map[string]any{"cpu": cpu, "memory": mem}}
+}
+
+// crdValuesSince is the first chart version that takes crds.enabled and
+// crds.keep; before it the chart takes installCRDs.
+var crdValuesSince = [2]int{1, 15}
+
+// Values are the Helm values for chart version (vX.Y.Z) with images, the
+// overrides by component (stacks.CertManagerImageKeys). The CRDs are
+// installed with the chart: from v1.15 with crds.enabled and crds.keep (kept
+// when the release is uninstalled), before it with installCRDs, the only
+// switch those charts have; their CRDs are plain templates, so uninstalling
+// the release deletes them, and every Certificate with them. An image is set as
+// <component>.image.repository and .digest (the controller's as
+// image.repository and image.digest), which every chart since v1.11
+// renders as repository@digest, ignoring any tag.
+func Values(version string, images map[string]string) (map[string]any, error) {
+	m := versionRE.FindStringSubmatch(version)
+	if m == nil {
+		return nil, fmt.Errorf("certmanager: chart version %q must be pinned as vX.Y.Z", version)
+	}
+	major, _ := strconv.Atoi(m[1])
+	minor, _ := strconv.Atoi(m[2])
+	v := map[string]any{
+		"startupapicheck": map[string]any{"enabled": true},
+		"resources":       requests("50m", "128Mi"),
+		"webhook":         map[string]any{"resources": requests("20m", "64Mi")},
+		"cainjector":      map[string]any{"resources": requests("20m", "128Mi")},
+		"prometheus":      map[string]any{"enabled": false},
+	}
+	if major > crdValuesSince[0] || (major == crdValuesSince[0] && minor >= crdValuesSince[1]) {
+		v["crds"] = map[string]any{"enabled": true, "keep": true}
+	} else {
+		v["installCRDs"] = true
+	}
+	known := map[string]bool{}
+	for _, k := range stacks.CertManagerImageKeys {
+		known[k] = true
+	}
+	for component, ref := range images {
+		if !known[component] {
+			return nil, fmt.Errorf("certmanager: image for %q: no such component (have %s)", component, strings.Join(stacks.CertManagerImageKeys, ", "))
+		}
+		if err := stacks.CheckImageRef(ref); err != nil {
+			return nil, fmt.Errorf("certmanager: the %s image %v", component, err)
+		}
+		repo, digest := stacks.SplitImageRef(ref)
+		image := map[string]any{"repository": repo, "digest": digest}
+		if component == "controller" {
+			v["image"] = image
+			continue
+		}
+		sub, _ := v[component].(map[string]any)
+		if sub == nil {
+			sub = map[string]any{}
+			v[component] = sub
+		}
+		sub["image"] = image
+	}
+	return v, nil
+}
+
+// checkLocalChart refuses a local chart directory that is not a
+// cert-manager chart at version: the values above are chosen by version.
+// A relative path is relative to the program directory (infra/).
+func checkLocalChart(dir, version string) error {
+	raw, err := os.ReadFile(filepath.Join(dir, "Chart.yaml"))
+	if err != nil {
+		wd, _ := os.Getwd()
+		return fmt.Errorf("certmanager: certManager.chart %q is not a chart directory (no Chart.yaml; relative paths start at %s): %v", dir, wd, err)
+	}
+	var chart struct{ Name, Version string }
+	if err := yaml.Unmarshal(raw, &chart); err != nil {
+		return fmt.Errorf("certmanager: %s/Chart.yaml is not YAML: %v", dir, err)
+	}
+	if chart.Name != ChartName {
+		return fmt.Errorf("certmanager: the chart in %s is %q, not %s", dir, chart.Name, ChartName)
+	}
+	if strings.TrimPrefix(chart.Version, "v") != strings.TrimPrefix(version, "v") {
+		return fmt.Errorf("certmanager: the chart in %s is version %s but certManager.version is %s: set certManager.version to %s (the Helm values depend on it)", dir, chart.Version, version, chart.Version)
+	}
+	return nil
 }

@@ -13,8 +13,9 @@ import (
 )
 
 // Kube is what the platform layer gets in every mode: a provider whose
-// kubeconfig resolves only once the API server answers /readyz, and the
-// resources to depend on.
+// kubeconfig resolves only once the cluster is ready for the platform
+// (WaitReady: /readyz, a Ready node, the CRDs it needs), and the resources
+// to depend on.
 type Kube struct {
 	Provider   *kubernetes.Provider
 	DependsOn  []pulumi.Resource
@@ -59,15 +60,18 @@ func NewKube(ctx *pulumi.Context, cfg *stacks.Config, cl *Cluster, ready ReadyFu
 	return k, nil
 }
 
-// gate resolves kubeconfig only after the API server is ready. Previews skip
-// the wait: nothing is created and the cluster may not exist yet.
+// gate resolves kubeconfig only after the cluster is ready for the
+// platform: the API server, a Ready node and the CRDs the platform creates
+// objects of (NeedsFor). Previews skip the wait: nothing is created and the
+// cluster may not exist yet.
 func gate(ctx *pulumi.Context, kubeconfig pulumi.StringOutput, cfg *stacks.Config, ready ReadyFunc) pulumi.StringOutput {
 	timeout := time.Duration(cfg.Cluster.ReadyTimeout) * time.Second
+	needs := NeedsFor(cfg)
 	return pulumi.ToSecret(kubeconfig.ApplyTWithContext(ctx.Context(), func(c context.Context, kc string) (string, error) {
 		if ctx.DryRun() || ready == nil {
 			return kc, nil
 		}
-		if err := ready(c, kc, timeout); err != nil {
+		if err := ready(c, kc, needs, timeout); err != nil {
 			return "", err
 		}
 		return kc, nil

@@ -1,5 +1,6 @@
 // Package datastores runs the platform's state: Postgres (one database and
-// role per service, created by the postgres-init script), Redis (AOF,
+// role per service, created and kept at the Secret's passwords by the
+// platform's own start script in the postgres-init ConfigMap), Redis (AOF,
 // noeviction, password), NATS with JetStream file storage, and Jaeger
 // all-in-one. Each is a StatefulSet (Jaeger: a Deployment) with a Service,
 // probes, requests/limits, a restricted-PSS security context and its own
@@ -7,6 +8,8 @@
 package datastores
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strings"
 
@@ -18,6 +21,7 @@ import (
 	"pressroom.dev/infra/kube"
 	"pressroom.dev/infra/netpol"
 	"pressroom.dev/infra/secrets"
+	"pressroom.dev/stacks"
 )
 
 // Images pins every datastore image by tag and digest.
@@ -25,12 +29,18 @@ type Images struct {
 	Postgres, Redis, NATS, Jaeger string
 }
 
-// DefaultImages are the pinned upstream images (multi-arch index digests).
-var DefaultImages = Images{
-	Postgres: "postgres:17-alpine@sha256:742f40ea20b9ff2ff31db5458d127452988a2164df9e17441e191f3b72252193",
-	Redis:    "redis:7.4-alpine@sha256:ff02b58f971e7d7d156a1267e283fcbbeee91773b6aa36c49dac28ecfe28eadf",
-	NATS:     "nats:2.10-alpine@sha256:b83efabe3e7def1e0a4a31ec6e078999bb17c80363f881df35edc70fcb6bb927",
-	Jaeger:   "jaegertracing/all-in-one:1.62.0@sha256:836e9b69c88afbedf7683ea7162e179de63b1f981662e83f5ebb68badadc710f",
+// DefaultImages are the pinned upstream images (multi-arch index digests),
+// the defaults of the stack setting datastoreImages.
+var DefaultImages = Images(stacks.DefaultDatastoreImages)
+
+// Check says which image is not pinned by digest (stacks.CheckImageRef).
+func (i Images) Check() error {
+	for _, img := range []struct{ name, ref string }{{"postgres", i.Postgres}, {"redis", i.Redis}, {"nats", i.NATS}, {"jaeger", i.Jaeger}} {
+		if err := stacks.CheckImageRef(img.ref); err != nil {
+			return fmt.Errorf("datastores: the %s image %v", img.name, err)
+		}
+	}
+	return nil
 }
 
 // Storage sizes (Kubernetes quantities).
@@ -65,17 +75,26 @@ type Datastores struct {
 	OTLPEndpoint pulumi.StringOutput `pulumi:"otlpEndpoint"`
 }
 
-// Postgres' init script: one role and database per service, passwords from
-// the datastore-credentials Secret (env), idempotent so it can be re-run by
-// hand after adding a service (see README, Day-2 operations).
-const initScript = `#!/bin/sh
-# Creates one database and one login role per service. Passwords come from the
-# environment (secretKeyRef), never from this file.
+// setupScript creates or updates one login role and one database per
+// service and sets the superuser's password, all from the environment
+// (secretKeyRef of the datastore-credentials Secret), never from this file.
+// It is idempotent: startScript runs it at every start, and it can be run
+// by hand (README, Day-2 operations). psql connects as PG* says (start.sh:
+// its private socket; by hand: the server's socket, local trust).
+const setupScript = `#!/bin/sh
+# Creates or updates one database and one login role per service, and sets
+# the superuser's password. Passwords come from the environment
+# (secretKeyRef), never from this file.
 set -eu
-for svc in %s; do
+su="${POSTGRES_USER:-postgres}"
+: "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is not set}"
+psql -X -q -v ON_ERROR_STOP=1 --username "$su" --dbname postgres -v role="$su" -v pw="$POSTGRES_PASSWORD" <<'SQL'
+SELECT format('ALTER ROLE %%I WITH PASSWORD %%L', :'role', :'pw')\gexec
+SQL
+for svc in %[1]s; do
   var="$(echo "$svc" | tr a-z A-Z)_DB_PASSWORD"
   eval "pw=\${$var:?$var is not set}"
-  psql -v ON_ERROR_STOP=1 --username "${POSTGRES_USER:-postgres}" --dbname postgres \
+  psql -X -q -v ON_ERROR_STOP=1 --username "$su" --dbname postgres \
     -v role="$svc" -v db="${svc}_db" -v pw="$pw" <<'SQL'
 SELECT format('CREATE ROLE %%I LOGIN', :'role') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role')\gexec
 SELECT format('ALTER ROLE %%I WITH LOGIN PASSWORD %%L', :'role', :'pw')\gexec
@@ -84,10 +103,80 @@ SELECT format('REVOKE ALL ON DATABASE %%I FROM PUBLIC', :'db')\gexec
 SELECT format('GRANT ALL ON DATABASE %%I TO %%I', :'db', :'role')\gexec
 SQL
 done
+echo "setup.sh: roles, databases and passwords of %[1]s and $su are set"
 `
 
-// InitScript is the content of the postgres-init ConfigMap.
-func InitScript() string { return fmt.Sprintf(initScript, strings.Join(secrets.Databases, " ")) }
+// startScript is the postgres container's command. It needs only sh,
+// initdb, postgres, pg_ctl and psql on PATH (and busybox-level mkdir,
+// chmod, mktemp, rm, tr), not the upstream image's docker-entrypoint, which
+// runs its init scripts only on an empty data directory: here the setup
+// runs at every start, so a password changed in the Secret reaches an
+// initialised database at the next start, before any client can connect.
+// Arguments are added to the final postgres command line (tests use them).
+const startScript = `#!/bin/sh
+# pressroom's Postgres start:
+#  1. first start (no $PGDATA/PG_VERSION): initdb, UTF8, locale C.UTF-8,
+#     local (socket) logins trusted, TCP logins by SCRAM password;
+#  2. every start: a temporary server that listens on no TCP address, only on
+#     a private socket under /tmp, runs setup.sh (roles, databases, every
+#     password from the environment), then stops;
+#  3. exec postgres on all addresses.
+set -eu
+: "${PGDATA:?PGDATA is not set}"
+: "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is not set}"
+su="${POSTGRES_USER:-postgres}"
+case "$0" in */*) here="${0%%/*}" ;; *) here=. ;; esac
+tmp="${TMPDIR:-/tmp}"
+# Every password must be there before anything is written.
+for svc in %[1]s; do
+  var="$(echo "$svc" | tr a-z A-Z)_DB_PASSWORD"
+  eval ": \"\${$var:?$var is not set}\""
+done
+
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+  echo "start.sh: first start: initialising $PGDATA"
+  mkdir -p "$PGDATA"
+  chmod 700 "$PGDATA"
+  pwfile="$(umask 077 && mktemp "$tmp/pressroom-pw.XXXXXX")"
+  trap 'rm -f "$pwfile"' EXIT
+  printf '%%s\n' "$POSTGRES_PASSWORD" >"$pwfile"
+  initdb --pgdata="$PGDATA" --username="$su" --pwfile="$pwfile" \
+    --encoding=UTF8 --locale=C.UTF-8 --auth-local=trust --auth-host=scram-sha-256
+  rm -f "$pwfile"
+  trap - EXIT
+  printf '\n# pressroom: SCRAM password logins from any address\nhost all all all scram-sha-256\n' >>"$PGDATA/pg_hba.conf"
+fi
+
+sock="$(umask 077 && mktemp -d "$tmp/pressroom-pg.XXXXXX")"
+trap 'pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 || true; rm -rf "$sock"' EXIT
+echo "start.sh: applying setup.sh on a server that listens only on $sock"
+pg_ctl -D "$PGDATA" -w -t 300 -o "-c listen_addresses='' -c unix_socket_directories='$sock' -c port=5432" start
+PGHOST="$sock" PGPORT=5432 PGDATABASE=postgres sh "$here/setup.sh"
+pg_ctl -D "$PGDATA" -m fast -w -t 300 stop
+trap - EXIT
+rm -rf "$sock"
+echo "start.sh: setup done; starting postgres on all addresses"
+exec postgres -c listen_addresses='*' -c unix_socket_directories=/var/run/postgresql "$@"
+`
+
+// SetupScript is setup.sh of the postgres-init ConfigMap.
+func SetupScript() string { return fmt.Sprintf(setupScript, strings.Join(secrets.Databases, " ")) }
+
+// StartScript is start.sh of the postgres-init ConfigMap, the container's
+// command (sh /scripts/start.sh); it runs setup.sh from its own directory.
+func StartScript() string { return fmt.Sprintf(startScript, strings.Join(secrets.Databases, " ")) }
+
+// ScriptsDir is where the postgres-init ConfigMap is mounted (read-only).
+const ScriptsDir = "/scripts"
+
+// ScriptsChecksumAnnotation on the postgres pod template carries the
+// scripts' SHA-256: a changed script restarts Postgres, which runs it.
+const ScriptsChecksumAnnotation = "pressroom.dev/scripts-sha256"
+
+func scriptsChecksum() string {
+	sum := sha256.Sum256([]byte(StartScript() + "\x00" + SetupScript()))
+	return hex.EncodeToString(sum[:])
+}
 
 // Well-known uids of the upstream images (alpine variants), so the pods run
 // non-root with volumes they own.
@@ -107,10 +196,8 @@ func NewDatastores(ctx *pulumi.Context, name string, args *DatastoresArgs, opts 
 	if a.Images == (Images{}) {
 		a.Images = DefaultImages
 	}
-	for n, img := range map[string]string{"postgres": a.Images.Postgres, "redis": a.Images.Redis, "nats": a.Images.NATS, "jaeger": a.Images.Jaeger} {
-		if !strings.Contains(img, "@sha256:") {
-			return nil, fmt.Errorf("datastores: the %s image %q must be pinned by digest (name:tag@sha256:…)", n, img)
-		}
+	if err := a.Images.Check(); err != nil {
+		return nil, err
 	}
 	if a.Storage.Postgres == "" {
 		a.Storage.Postgres = "10Gi"
@@ -228,9 +315,13 @@ func containerPorts(ports map[string]int) corev1.ContainerPortArray {
 	return cp
 }
 
-func (b builder) statefulSet(name, storage string, pod *corev1.PodSpecArgs) error {
+func (b builder) statefulSet(name, storage string, pod *corev1.PodSpecArgs, podAnnotations map[string]string) error {
 	if len(b.args.NodeSelector) > 0 {
 		pod.NodeSelector = pulumi.ToStringMap(b.args.NodeSelector)
+	}
+	podMeta := &metav1.ObjectMetaArgs{Labels: kube.Labels(name, "datastore")}
+	if len(podAnnotations) > 0 {
+		podMeta.Annotations = pulumi.ToStringMap(podAnnotations)
 	}
 	_, err := appsv1.NewStatefulSet(b.ctx, name, &appsv1.StatefulSetArgs{
 		Metadata: kube.Meta(b.ns, name, "datastore", b.annotations()),
@@ -239,7 +330,7 @@ func (b builder) statefulSet(name, storage string, pod *corev1.PodSpecArgs) erro
 			Replicas:    pulumi.Int(1),
 			Selector:    &metav1.LabelSelectorArgs{MatchLabels: kube.Selector(name)},
 			Template: &corev1.PodTemplateSpecArgs{
-				Metadata: &metav1.ObjectMetaArgs{Labels: kube.Labels(name, "datastore")},
+				Metadata: podMeta,
 				Spec:     pod,
 			},
 			VolumeClaimTemplates: corev1.PersistentVolumeClaimTypeArray{corev1.PersistentVolumeClaimTypeArgs{
@@ -276,10 +367,11 @@ func pod(name string, uid int, c corev1.ContainerArgs, volumes corev1.VolumeArra
 func (b builder) postgres() error {
 	const name = "postgres"
 	ports := map[string]int{"postgres": 5432}
-	if _, err := corev1.NewConfigMap(b.ctx, "postgres-init", &corev1.ConfigMapArgs{
+	scripts, err := corev1.NewConfigMap(b.ctx, "postgres-init", &corev1.ConfigMapArgs{
 		Metadata: kube.Meta(b.ns, "postgres-init", "datastore", nil),
-		Data:     pulumi.StringMap{"10-create-databases.sh": pulumi.String(InitScript())},
-	}, b.opts(false)...); err != nil {
+		Data:     pulumi.StringMap{"start.sh": pulumi.String(StartScript()), "setup.sh": pulumi.String(SetupScript())},
+	}, b.opts(false)...)
+	if err != nil {
 		return fmt.Errorf("postgres-init configmap: %w", err)
 	}
 	if err := b.common(name, ports); err != nil {
@@ -296,28 +388,31 @@ func (b builder) postgres() error {
 	isReady := []string{"pg_isready", "-h", "127.0.0.1", "-U", "postgres"}
 	c := corev1.ContainerArgs{
 		Image: pulumi.String(b.args.Images.Postgres),
-		Ports: containerPorts(ports),
-		Env:   env,
+		// The platform's start script, not the image's entrypoint: any image
+		// with sh, initdb, postgres, pg_ctl and psql on PATH works.
+		Command: pulumi.ToStringArray([]string{"sh", ScriptsDir + "/start.sh"}),
+		Ports:   containerPorts(ports),
+		Env:     env,
 		VolumeMounts: corev1.VolumeMountArray{
 			kube.TmpMount(),
 			corev1.VolumeMountArgs{Name: pulumi.String("data"), MountPath: pulumi.String("/var/lib/postgresql/data")},
 			corev1.VolumeMountArgs{Name: pulumi.String("run"), MountPath: pulumi.String("/var/run/postgresql")},
-			corev1.VolumeMountArgs{Name: pulumi.String("init"), MountPath: pulumi.String("/docker-entrypoint-initdb.d"), ReadOnly: pulumi.Bool(true)},
+			corev1.VolumeMountArgs{Name: pulumi.String("scripts"), MountPath: pulumi.String(ScriptsDir), ReadOnly: pulumi.Bool(true)},
 		},
 		Resources: kube.Size{CPURequest: "100m", MemRequest: "256Mi", CPULimit: "1", MemLimit: "1Gi"}.Resources(),
-		// initdb plus the init script may take a while on first boot.
+		// initdb, crash recovery or the setup may take a while.
 		StartupProbe:   kube.ExecProbe(5, 60, isReady...),
 		ReadinessProbe: kube.ExecProbe(10, 3, isReady...),
 		LivenessProbe:  kube.ExecProbe(20, 6, isReady...),
 	}
 	p := pod(name, postgresUID, c, corev1.VolumeArray{
 		corev1.VolumeArgs{Name: pulumi.String("run"), EmptyDir: &corev1.EmptyDirVolumeSourceArgs{SizeLimit: pulumi.String("16Mi")}},
-		corev1.VolumeArgs{Name: pulumi.String("init"), ConfigMap: &corev1.ConfigMapVolumeSourceArgs{
-			Name: pulumi.String("postgres-init"), DefaultMode: pulumi.Int(0o555),
+		corev1.VolumeArgs{Name: pulumi.String("scripts"), ConfigMap: &corev1.ConfigMapVolumeSourceArgs{
+			Name: scripts.Metadata.Name().Elem(), DefaultMode: pulumi.Int(0o555),
 		}},
 	})
 	p.TerminationGracePeriodSeconds = pulumi.Int(60) // a clean shutdown checkpoint
-	return b.statefulSet(name, b.args.Storage.Postgres, p)
+	return b.statefulSet(name, b.args.Storage.Postgres, p, map[string]string{ScriptsChecksumAnnotation: scriptsChecksum()})
 }
 
 func (b builder) redis() error {
@@ -350,7 +445,7 @@ func (b builder) redis() error {
 		ReadinessProbe: kube.ExecProbe(10, 3, ping...),
 		LivenessProbe:  kube.ExecProbe(20, 3, ping...),
 	}
-	return b.statefulSet(name, b.args.Storage.Redis, pod(name, redisUID, c, nil))
+	return b.statefulSet(name, b.args.Storage.Redis, pod(name, redisUID, c, nil), nil)
 }
 
 func (b builder) nats() error {
@@ -375,7 +470,7 @@ func (b builder) nats() error {
 	}
 	p := pod(name, natsUID, c, nil)
 	p.TerminationGracePeriodSeconds = pulumi.Int(60) // lame-duck mode flushes JetStream
-	return b.statefulSet(name, b.args.Storage.NATS, p)
+	return b.statefulSet(name, b.args.Storage.NATS, p, nil)
 }
 
 func (b builder) jaeger() error {

@@ -3,6 +3,7 @@ package platform
 import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"pressroom.dev/infra/datastores"
 	"pressroom.dev/stacks"
 )
 
@@ -16,6 +17,8 @@ func ArgsFromConfig(cfg *stacks.Config, ready ...pulumi.Resource) *PlatformArgs 
 		Issuer:             cfg.ACME.Issuer,
 		InstallCertManager: cfg.CertManager.Install,
 		CertManagerVersion: cfg.CertManager.Version,
+		CertManagerChart:   cfg.CertManager.Chart,
+		CertManagerImages:  cfg.CertManager.Images,
 		App: AppSettings{
 			GoogleClientID:     cfg.App.GoogleClientID,
 			GoogleLoginEnabled: cfg.App.GoogleLoginEnabled,
@@ -23,6 +26,7 @@ func ArgsFromConfig(cfg *stacks.Config, ready ...pulumi.Resource) *PlatformArgs 
 			EmailFrom:          cfg.App.EmailFrom,
 			AdminEmails:        cfg.App.AdminEmails,
 			NotifyEmail:        cfg.App.NotifyEmail,
+			TrustedCABundle:    cfg.App.TrustedCABundle,
 		},
 		GoogleClientSecret: cfg.Secrets.GoogleClientSecret,
 		ResendAPIKey:       cfg.Secrets.ResendAPIKey,
@@ -43,6 +47,7 @@ func ArgsFromConfig(cfg *stacks.Config, ready ...pulumi.Resource) *PlatformArgs 
 			Postgres: cfg.Storage.Postgres, Redis: cfg.Storage.Redis, NATS: cfg.Storage.NATS,
 			Media: cfg.Storage.Media, Backups: cfg.Storage.Backups,
 		},
+		DatastoreImages:     datastores.Images(cfg.DatastoreImages),
 		BackupSchedule:      cfg.Backup.Schedule,
 		BackupRetentionDays: cfg.Backup.RetentionDays,
 		Protect:             cfg.Protect,

@@ -6,8 +6,11 @@
 package platform
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
@@ -23,6 +26,7 @@ import (
 	"pressroom.dev/infra/kube"
 	"pressroom.dev/infra/netpol"
 	"pressroom.dev/infra/secrets"
+	"pressroom.dev/stacks"
 )
 
 // Services are the five services, in a fixed order.
@@ -59,7 +63,21 @@ type AppSettings struct {
 	AdminEmails        []string
 	NotifyEmail        string
 	LogLevel           string // default info
+	// TrustedCABundle is PEM certificates auth and notification trust for
+	// outbound HTTPS besides their image's roots; "" = none.
+	TrustedCABundle string
 }
+
+// TrustedCAConfigMap holds AppSettings.TrustedCABundle (when set) under
+// TrustedCAKey; TrustedCAServices mount it.
+const (
+	TrustedCAConfigMap = "trusted-ca"
+	TrustedCAKey       = "ca.crt"
+)
+
+// TrustedCAServices are the services that call the internet: auth (the OIDC
+// provider) and notification (Resend).
+var TrustedCAServices = []string{"auth", "notification"}
 
 // RegistrySettings says where built images go (see images.ImagesArgs).
 type RegistrySettings struct {
@@ -86,6 +104,10 @@ type PlatformArgs struct {
 	Issuer             string // staging | prod
 	InstallCertManager bool   // false when the cluster already runs cert-manager
 	CertManagerVersion string // default certmanager.DefaultVersion
+	CertManagerChart   string // Helm repository URL or local chart directory; default certmanager.DefaultChart
+	// CertManagerImages overrides the chart's images by component
+	// (controller, webhook, cainjector, acmesolver, startupapicheck).
+	CertManagerImages map[string]string
 
 	App                AppSettings
 	GoogleClientSecret pulumi.StringInput // secret; may be ""
@@ -101,7 +123,7 @@ type PlatformArgs struct {
 
 	JWTKeyGeneration int // >= 1; bump to rotate
 	Storage          StorageSizes
-	DatastoreImages  datastores.Images // zero = datastores.DefaultImages
+	DatastoreImages  datastores.Images // zero = datastores.DefaultImages; Postgres' is also the backup job's
 
 	BackupSchedule      string // default "0 3 * * *"
 	BackupRetentionDays int    // default 14
@@ -160,6 +182,16 @@ func (a *PlatformArgs) Validate() error {
 			}
 		}
 	}
+	if a.DatastoreImages != (datastores.Images{}) {
+		if err := a.DatastoreImages.Check(); err != nil {
+			p = append(p, err.Error())
+		}
+	}
+	if a.App.TrustedCABundle != "" {
+		if err := stacks.CheckCABundle(a.App.TrustedCABundle); err != nil {
+			p = append(p, "trusted CA bundle: "+err.Error())
+		}
+	}
 	if len(p) > 0 {
 		return fmt.Errorf("platform: %d problem(s): %s", len(p), strings.Join(p, "; "))
 	}
@@ -216,7 +248,8 @@ func NewPlatform(ctx *pulumi.Context, name string, args *PlatformArgs, opts ...p
 	ready := pulumi.DependsOn(a.DependsOn)
 
 	cm, err := certmanager.NewCertManager(ctx, "cert-manager", &certmanager.CertManagerArgs{
-		Install: a.InstallCertManager, Version: a.CertManagerVersion, Email: a.ACMEEmail, DependsOn: a.DependsOn,
+		Install: a.InstallCertManager, Version: a.CertManagerVersion, Chart: a.CertManagerChart, Images: a.CertManagerImages,
+		Email: a.ACMEEmail, DependsOn: a.DependsOn,
 	}, pulumi.Parent(p))
 	if err != nil {
 		return nil, err
@@ -286,9 +319,26 @@ func NewPlatform(ctx *pulumi.Context, name string, args *PlatformArgs, opts ...p
 		return nil, fmt.Errorf("media claim: %w", err)
 	}
 
+	var trustedCA *app.CABundle
+	if a.App.TrustedCABundle != "" {
+		cm, err := corev1.NewConfigMap(ctx, TrustedCAConfigMap, &corev1.ConfigMapArgs{
+			Metadata: kube.Meta(ns, TrustedCAConfigMap, "tls", nil),
+			Data:     pulumi.StringMap{TrustedCAKey: pulumi.String(a.App.TrustedCABundle)},
+		}, pulumi.Parent(p))
+		if err != nil {
+			return nil, fmt.Errorf("trusted CA configmap: %w", err)
+		}
+		sum := sha256.Sum256([]byte(a.App.TrustedCABundle))
+		trustedCA = &app.CABundle{ConfigMap: cm.Metadata.Name().Elem(), Key: TrustedCAKey, SHA256: hex.EncodeToString(sum[:])}
+	}
+
 	svcs := map[string]*app.Service{}
 	for _, svc := range Services {
-		s, err := app.NewService(ctx, svc, serviceArgs(&a, svc, ns, imgs, ds), pulumi.Parent(p))
+		sa := serviceArgs(&a, svc, ns, imgs, ds)
+		if trustedCA != nil && slices.Contains(TrustedCAServices, svc) {
+			sa.TrustedCA = trustedCA
+		}
+		s, err := app.NewService(ctx, svc, sa, pulumi.Parent(p))
 		if err != nil {
 			return nil, err
 		}

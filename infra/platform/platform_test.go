@@ -1,14 +1,26 @@
 package platform
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"regexp"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
+	"pressroom.dev/infra/app"
+	"pressroom.dev/infra/datastores"
 	"pressroom.dev/infra/secrets"
 )
 
@@ -49,12 +61,25 @@ func TestObjectCountsPerStack(t *testing.T) {
 	prod["digitalocean:index/containerRegistry:ContainerRegistry"] = 1
 	prod["digitalocean:index/containerRegistryDockerCredentials:ContainerRegistryDockerCredentials"] = 2
 
+	// A trusted CA bundle adds one ConfigMap (trusted-ca) and nothing else.
+	withCA := map[string]int{}
+	for k, v := range common {
+		withCA[k] = v
+	}
+	withCA["ConfigMap"] = 3
+	caArgs := stagingArgs()
+	caArgs.App.TrustedCABundle = testCABundle(t)
+
 	for _, tc := range []struct {
 		stack string
 		args  *PlatformArgs
 		want  map[string]int
-	}{{"staging", stagingArgs(), common}, {"prod", prodArgs(), prod}} {
-		t.Run(tc.stack, func(t *testing.T) {
+	}{{"staging", stagingArgs(), common}, {"prod", prodArgs(), prod}, {"staging", caArgs, withCA}} {
+		name := tc.stack
+		if tc.args.App.TrustedCABundle != "" {
+			name += " with a trusted CA bundle"
+		}
+		t.Run(name, func(t *testing.T) {
 			got := kindCounts(run(t, tc.stack, tc.args))
 			for k, n := range seedCounts {
 				if got[k] < n {
@@ -875,6 +900,149 @@ func TestProtectOnlyStatefulResourcesInProd(t *testing.T) {
 	for _, r := range run(t, "staging", stagingArgs()).recs {
 		if r.Protect {
 			t.Errorf("staging protects %s %s", r.kind(), r.metaName())
+		}
+	}
+}
+
+// testCABundle is one fresh private CA certificate in PEM.
+func testCABundle(t *testing.T) string {
+	t.Helper()
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Example Private Root CA"}, IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}
+
+// trust is what a pod template says about the trusted CA bundle.
+type trust struct {
+	env, mount, configMap, items, annotation string
+	readOnly                                 bool
+}
+
+func trustOf(g *graph, svc string) trust {
+	var tr trust
+	for _, d := range g.all("Deployment") {
+		if d.metaName() != svc {
+			continue
+		}
+		tmpl, _ := get(d.In, "spec", "template").(map[string]any)
+		tr.annotation, _ = get(tmpl, "metadata", "annotations", app.CABundleAnnotation).(string)
+		ps, _ := tmpl["spec"].(map[string]any)
+		c := list(ps["containers"])[0]
+		for _, e := range list(c["env"]) {
+			if e["name"] == "SSL_CERT_DIR" {
+				tr.env, _ = e["value"].(string)
+			}
+		}
+		for _, m := range list(c["volumeMounts"]) {
+			if m["name"] == "trusted-ca" {
+				tr.mount, _ = m["mountPath"].(string)
+				tr.readOnly = m["readOnly"] == true
+			}
+		}
+		for _, v := range list(ps["volumes"]) {
+			if v["name"] == "trusted-ca" {
+				tr.configMap, _ = get(v, "configMap", "name").(string)
+				for _, it := range list(get(v, "configMap", "items")) {
+					tr.items += fmt.Sprintf("%v=%v", it["key"], it["path"])
+				}
+			}
+		}
+	}
+	return tr
+}
+
+// With app.trustedCaBundle, auth and notification (the services that call
+// the internet) mount it read-only at /etc/pressroom/ca with SSL_CERT_DIR
+// there; the others see nothing of it. Without it nothing changes.
+func TestTrustedCABundleOnlyWhereServicesCallOut(t *testing.T) {
+	a := stagingArgs()
+	a.App.TrustedCABundle = testCABundle(t)
+	g := run(t, "staging", a)
+	cm := g.one(t, "ConfigMap", TrustedCAConfigMap)
+	if got := get(cm.In, "data", TrustedCAKey); got != a.App.TrustedCABundle || get(cm.In, "metadata", "namespace") != "pressroom" {
+		t.Errorf("trusted-ca ConfigMap data %v in %v", cm.In["data"], get(cm.In, "metadata", "namespace"))
+	}
+	sum := sha256.Sum256([]byte(a.App.TrustedCABundle))
+	want := trust{env: "/etc/pressroom/ca", mount: "/etc/pressroom/ca", configMap: "trusted-ca", items: "ca.crt=ca.crt",
+		annotation: hex.EncodeToString(sum[:]), readOnly: true}
+	for _, svc := range Services {
+		got := trustOf(g, svc)
+		switch svc {
+		case "auth", "notification":
+			if got != want {
+				t.Errorf("%s: %+v, want %+v", svc, got, want)
+			}
+		default:
+			if got != (trust{}) {
+				t.Errorf("%s does not call the internet but gets the bundle: %+v", svc, got)
+			}
+		}
+	}
+	plain := run(t, "staging", stagingArgs())
+	for _, c := range plain.all("ConfigMap") {
+		if c.metaName() == TrustedCAConfigMap {
+			t.Errorf("no bundle, but a %s ConfigMap", TrustedCAConfigMap)
+		}
+	}
+	for _, svc := range Services {
+		if got := trustOf(plain, svc); got != (trust{}) {
+			t.Errorf("no bundle, but %s has %+v", svc, got)
+		}
+	}
+	a.App.TrustedCABundle = "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n"
+	if _, err := tryRun("staging", a); err == nil || !strings.Contains(err.Error(), "trusted CA bundle: block 1 is a RSA PRIVATE KEY") {
+		t.Errorf("a private key as the bundle: %v", err)
+	}
+}
+
+// Postgres runs the platform's start script from the postgres-init
+// ConfigMap (read-only), not the image's entrypoint, as uid 70 with a
+// read-only root filesystem: PGDATA, the socket directory and /tmp are
+// volumes. A changed script rolls the pod (checksum annotation).
+func TestPostgresRunsThePlatformsStartScript(t *testing.T) {
+	g := run(t, "staging", stagingArgs())
+	cm := g.one(t, "ConfigMap", "postgres-init")
+	data, _ := cm.In["data"].(map[string]any)
+	if len(data) != 2 || data["start.sh"] != datastores.StartScript() || data["setup.sh"] != datastores.SetupScript() {
+		t.Errorf("postgres-init holds %v, want start.sh and setup.sh", data)
+	}
+	if !strings.Contains(datastores.StartScript(), `exec postgres -c listen_addresses='*' -c unix_socket_directories=/var/run/postgresql "$@"`) {
+		t.Errorf("start.sh does not end by serving on all addresses")
+	}
+	sts := g.one(t, "StatefulSet", "postgres")
+	tmpl, _ := get(sts.In, "spec", "template").(map[string]any)
+	if sum, _ := get(tmpl, "metadata", "annotations", datastores.ScriptsChecksumAnnotation).(string); len(sum) != 64 {
+		t.Errorf("no scripts checksum on the pod template: %v", get(tmpl, "metadata"))
+	}
+	ps, _ := tmpl["spec"].(map[string]any)
+	c := list(ps["containers"])[0]
+	if cmd, _ := json.Marshal(c["command"]); string(cmd) != `["sh","/scripts/start.sh"]` || c["args"] != nil {
+		t.Errorf("postgres command %s args %v, want sh /scripts/start.sh", cmd, c["args"])
+	}
+	if get(ps, "securityContext", "runAsUser") != float64(70) || get(c, "securityContext", "readOnlyRootFilesystem") != true {
+		t.Errorf("postgres security: pod %v container %v", ps["securityContext"], c["securityContext"])
+	}
+	mounts := map[string]string{}
+	for _, m := range list(c["volumeMounts"]) {
+		mounts[m["mountPath"].(string)] = fmt.Sprintf("%v ro=%v", m["name"], m["readOnly"] == true)
+	}
+	for path, want := range map[string]string{"/scripts": "scripts ro=true", "/var/lib/postgresql/data": "data ro=false",
+		"/var/run/postgresql": "run ro=false", "/tmp": "tmp ro=false"} {
+		if mounts[path] != want {
+			t.Errorf("mount %s: %q, want %q (all: %v)", path, mounts[path], want, mounts)
+		}
+	}
+	for _, v := range list(ps["volumes"]) {
+		if v["name"] == "scripts" && (get(v, "configMap", "name") != "postgres-init" || get(v, "configMap", "defaultMode") != float64(0o555)) {
+			t.Errorf("scripts volume %v", v)
+		}
+		if v["name"] == "init" {
+			t.Errorf("the docker-entrypoint-initdb.d volume is still there: %v", v)
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -39,6 +40,51 @@ func binDir(t *testing.T) string {
 	}
 	t.Fatal("initdb not found: install the Debian package postgresql (make deps does)")
 	return ""
+}
+
+// BinDir is the directory of the PostgreSQL binaries (initdb, postgres,
+// pg_ctl, psql, pg_isready): PG_BINDIR, or Debian's for 17, 16 or 15.
+func BinDir(t *testing.T) string { return binDir(t) }
+
+// ServerUser is who runs server processes: the current user, or, when the
+// tests run as root, the postgres system user (PostgreSQL refuses root).
+// cred is nil when no switch is needed.
+func ServerUser(t *testing.T) (uid, gid int, cred *syscall.Credential) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return os.Geteuid(), os.Getegid(), nil
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		t.Fatal("running as root needs the postgres system user (Debian package postgresql)")
+	}
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
+	return uid, gid, &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+}
+
+// Dir is a new directory owned by ServerUser, removed when the test ends.
+func Dir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "pressroom-pgtest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	uid, gid, _ := ServerUser(t)
+	if err := os.Chown(dir, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// AsServerUser makes cmd run as ServerUser.
+func AsServerUser(t *testing.T, cmd *exec.Cmd) *exec.Cmd {
+	t.Helper()
+	if _, _, cred := ServerUser(t); cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
+	return cmd
 }
 
 // asPostgres runs a server binary; as root it runs as the postgres user,

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -17,14 +18,52 @@ import (
 	"time"
 )
 
-// pki is the set of files the control plane needs, all under one directory.
+// pki is the set of files the cluster needs, all under one directory. Every
+// certificate is signed by one cluster CA (as K3s' server CA), except the
+// front proxy's client, which has a CA of its own as the aggregation layer
+// requires.
 type pki struct {
+	dir                       string
 	CA, CAKey                 string
-	ServerCert, ServerKey     string
-	AdminCert, AdminKey       string
-	CMCert, CMKey             string
+	FrontCA                   string
 	SAPub, SAKey              string
 	caPEM, adminPEM, adminKey []byte
+}
+
+// pair names the certificate and key files of one identity.
+func (p *pki) pair(name string) (cert, key string) {
+	return filepath.Join(p.dir, name+".crt"), filepath.Join(p.dir, name+".key")
+}
+
+// identity is one certificate the cluster's components present.
+type identity struct {
+	file   string
+	cn     string
+	orgs   []string
+	usage  x509.ExtKeyUsage
+	dns    []string
+	ips    []net.IP
+	signer string // "" = the cluster CA, "front" = the front-proxy CA
+}
+
+// identities lists every certificate: the API server's, the clients of the
+// control plane and the node's components, and the kubelet's serving one.
+func identities(nodeName string, nodeIPs []net.IP) []identity {
+	client := x509.ExtKeyUsageClientAuth
+	apiIPs := append([]net.IP{net.IPv4(127, 0, 0, 1), net.IPv4(10, 0, 0, 1), net.IPv4(10, 43, 0, 1)}, nodeIPs...)
+	return []identity{
+		{file: "apiserver", cn: "kube-apiserver", usage: x509.ExtKeyUsageServerAuth,
+			dns: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}, ips: apiIPs},
+		{file: "admin", cn: "localkube-admin", orgs: []string{"system:masters"}, usage: client},
+		{file: "controller-manager", cn: "system:kube-controller-manager", usage: client},
+		{file: "scheduler", cn: "system:kube-scheduler", usage: client},
+		{file: "apiserver-kubelet-client", cn: "kube-apiserver-kubelet-client", orgs: []string{"system:masters"}, usage: client},
+		{file: "kubelet", cn: "system:node:" + nodeName, orgs: []string{"system:nodes"}, usage: client},
+		{file: "kubelet-serving", cn: nodeName, usage: x509.ExtKeyUsageServerAuth, dns: []string{nodeName, "localhost"}, ips: append([]net.IP{net.IPv4(127, 0, 0, 1)}, nodeIPs...)},
+		{file: "kube-proxy", cn: "system:kube-proxy", usage: client},
+		{file: "kube-router", cn: "system:kube-router", usage: client},
+		{file: "front-proxy-client", cn: "front-proxy-client", usage: client, signer: "front"},
+	}
 }
 
 type keyPair struct {
@@ -32,86 +71,101 @@ type keyPair struct {
 	key  crypto.Signer
 }
 
-// writePKI makes a throw-away CA, a serving cert for the API server, client
-// certs for the admin (system:masters) and the controller manager, and the
-// service-account signing key.
-func writePKI(dir string) (*pki, error) {
-	p := &pki{
+// writePKI makes the cluster's CAs, certificates and service-account key in
+// dir, or keeps the ones a previous start of the same cluster wrote there
+// (a restarted node keeps its identity).
+func writePKI(dir, nodeName string, nodeIPs []net.IP) (*pki, error) {
+	p := &pki{dir: dir,
 		CA: filepath.Join(dir, "ca.crt"), CAKey: filepath.Join(dir, "ca.key"),
-		ServerCert: filepath.Join(dir, "apiserver.crt"), ServerKey: filepath.Join(dir, "apiserver.key"),
-		AdminCert: filepath.Join(dir, "admin.crt"), AdminKey: filepath.Join(dir, "admin.key"),
-		CMCert: filepath.Join(dir, "controller-manager.crt"), CMKey: filepath.Join(dir, "controller-manager.key"),
-		SAPub: filepath.Join(dir, "sa.pub"), SAKey: filepath.Join(dir, "sa.key"),
+		FrontCA: filepath.Join(dir, "front-proxy-ca.crt"),
+		SAPub:   filepath.Join(dir, "sa.pub"), SAKey: filepath.Join(dir, "sa.key"),
 	}
-	now := time.Now().Add(-time.Hour)
-	ca, err := issue(nil, &x509.Certificate{
-		Subject:               pkix.Name{CommonName: "localkube-ca"},
-		NotBefore:             now,
-		NotAfter:              now.Add(10 * 24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageCRLSign,
-	})
-	if err != nil {
-		return nil, err
-	}
-	leaf := func(cn string, orgs []string, usage x509.ExtKeyUsage, dns []string, ips []net.IP) *x509.Certificate {
-		return &x509.Certificate{
-			Subject:     pkix.Name{CommonName: cn, Organization: orgs},
-			NotBefore:   now,
-			NotAfter:    now.Add(10 * 24 * time.Hour),
-			KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-			ExtKeyUsage: []x509.ExtKeyUsage{usage},
-			DNSNames:    dns,
-			IPAddresses: ips,
+	done := filepath.Join(dir, ".complete")
+	if _, err := os.Stat(done); errors.Is(err, os.ErrNotExist) {
+		if err := p.generate(nodeName, nodeIPs); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(done, nil, 0o600); err != nil {
+			return nil, fmt.Errorf("localkube: %w", err)
 		}
 	}
-	server, err := issue(&ca, leaf("kube-apiserver", nil, x509.ExtKeyUsageServerAuth,
-		[]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
-		[]net.IP{net.IPv4(127, 0, 0, 1), net.IPv4(10, 0, 0, 1)}))
-	if err != nil {
-		return nil, err
+	var err error
+	adminCert, adminKey := p.pair("admin")
+	if p.caPEM, err = os.ReadFile(p.CA); err != nil {
+		return nil, fmt.Errorf("localkube: %w", err)
 	}
-	admin, err := issue(&ca, leaf("localkube-admin", []string{"system:masters"}, x509.ExtKeyUsageClientAuth, nil, nil))
-	if err != nil {
-		return nil, err
+	if p.adminPEM, err = os.ReadFile(adminCert); err != nil {
+		return nil, fmt.Errorf("localkube: %w", err)
 	}
-	cm, err := issue(&ca, leaf("system:kube-controller-manager", nil, x509.ExtKeyUsageClientAuth, nil, nil))
-	if err != nil {
-		return nil, err
+	if p.adminKey, err = os.ReadFile(adminKey); err != nil {
+		return nil, fmt.Errorf("localkube: %w", err)
 	}
-	for _, f := range []struct {
-		kp        keyPair
-		cert, key string
-	}{{ca, p.CA, p.CAKey}, {server, p.ServerCert, p.ServerKey}, {admin, p.AdminCert, p.AdminKey}, {cm, p.CMCert, p.CMKey}} {
-		if err := writeCert(f.cert, f.key, f.kp); err != nil {
-			return nil, err
+	return p, nil
+}
+
+func (p *pki) generate(nodeName string, nodeIPs []net.IP) error {
+	now := time.Now().Add(-time.Hour)
+	// Long enough for a node kept by `make cluster`, short enough to be
+	// obviously throw-away.
+	notAfter := now.Add(90 * 24 * time.Hour)
+	newCA := func(cn string) (keyPair, error) {
+		return issue(nil, &x509.Certificate{
+			Subject:               pkix.Name{CommonName: cn},
+			NotBefore:             now,
+			NotAfter:              notAfter,
+			IsCA:                  true,
+			BasicConstraintsValid: true,
+			KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageCRLSign,
+		})
+	}
+	ca, err := newCA("localkube-ca")
+	if err != nil {
+		return err
+	}
+	front, err := newCA("localkube-front-proxy-ca")
+	if err != nil {
+		return err
+	}
+	if err := writeCert(p.CA, p.CAKey, ca); err != nil {
+		return err
+	}
+	if err := writeCert(p.FrontCA, filepath.Join(p.dir, "front-proxy-ca.key"), front); err != nil {
+		return err
+	}
+	for _, id := range identities(nodeName, nodeIPs) {
+		signer := &ca
+		if id.signer == "front" {
+			signer = &front
+		}
+		kp, err := issue(signer, &x509.Certificate{
+			Subject:     pkix.Name{CommonName: id.cn, Organization: id.orgs},
+			NotBefore:   now,
+			NotAfter:    notAfter,
+			KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+			ExtKeyUsage: []x509.ExtKeyUsage{id.usage},
+			DNSNames:    id.dns,
+			IPAddresses: id.ips,
+		})
+		if err != nil {
+			return err
+		}
+		cert, key := p.pair(id.file)
+		if err := writeCert(cert, key, kp); err != nil {
+			return err
 		}
 	}
 	sa, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
-		return nil, fmt.Errorf("localkube: service-account key: %w", err)
+		return fmt.Errorf("localkube: service-account key: %w", err)
 	}
 	pub, err := x509.MarshalPKIXPublicKey(&sa.PublicKey)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := writePEM(p.SAKey, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(sa)); err != nil {
-		return nil, err
+		return err
 	}
-	if err := writePEM(p.SAPub, "PUBLIC KEY", pub); err != nil {
-		return nil, err
-	}
-	if p.caPEM, err = os.ReadFile(p.CA); err != nil {
-		return nil, err
-	}
-	if p.adminPEM, err = os.ReadFile(p.AdminCert); err != nil {
-		return nil, err
-	}
-	if p.adminKey, err = os.ReadFile(p.AdminKey); err != nil {
-		return nil, err
-	}
-	return p, nil
+	return writePEM(p.SAPub, "PUBLIC KEY", pub)
 }
 
 // issue creates a P-256 key and a certificate for tmpl signed by parent

@@ -1,8 +1,18 @@
-// Package localkube runs a real Kubernetes control plane on 127.0.0.1 with
-// no Docker and no internet: etcd (Debian) + kube-apiserver +
-// kube-controller-manager (built by tools/toolchain). Certificates are made
-// fresh for every cluster; all state lives in one temp directory (in /dev/shm
-// when available) that Stop removes. Stop kills only the PIDs Start started.
+// Package localkube runs real Kubernetes on this machine with no Docker and
+// no internet, from binaries built by tools/toolchain.
+//
+// By default it is a control plane on 127.0.0.1: etcd (Debian) +
+// kube-apiserver + kube-controller-manager, enough to validate objects.
+// With Options.Node it is a K3s-equivalent single node that runs pods: the
+// control plane plus kube-scheduler, containerd/runc/CNI, kubelet,
+// kube-proxy and kube-router's policy controller, in network and mount
+// namespaces of its own, with CoreDNS, local-path-provisioner,
+// metrics-server and Traefik deployed as K3s deploys them (node.go).
+//
+// Certificates are made fresh for every cluster; all state lives in one
+// directory that Stop removes when Start made it. Stop kills only the
+// processes Start started (and, for a node, what they started, found in the
+// node's own cgroup).
 //
 //	c, err := localkube.Start(ctx, localkube.Options{})
 //	defer c.Stop()
@@ -41,10 +51,17 @@ type Options struct {
 	Kube toolchain.Kube
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
-	// FakeNode registers one Ready node and simulates its kubelet and a
-	// volume provisioner (see fakenode.go), so `pulumi up` can wait for
-	// Deployments, StatefulSets, Services and PVCs without running containers.
-	FakeNode bool
+	// Node runs a real node (root only; see node.go).
+	Node bool
+	// Slot picks a node's addresses: 0 is make cluster's, AnySlot the first
+	// free one of the others (tests).
+	Slot int
+	// NodeParts are the node's addon binaries; zero means toolchain.EnsureNode.
+	NodeParts toolchain.NodeParts
+	// TraefikCRDDelay is how long after the node is Ready Traefik's CRDs
+	// arrive, as K3s' helm-install job applies them a while after start.
+	// Zero means 30 seconds.
+	TraefikCRDDelay time.Duration
 	// StartTimeout bounds the wait for each component; default 3 minutes
 	// (generous: the machine's 2 cores are shared).
 	StartTimeout time.Duration
@@ -54,11 +71,12 @@ type Options struct {
 type Cluster struct {
 	Dir        string // state directory
 	Kubeconfig string // admin kubeconfig (system:masters), self-contained
-	Server     string // https://127.0.0.1:<port>
+	Server     string // https://127.0.0.1:<port>, or a node's https://<NodeIP>:6443
 	EtcdURL    string // http://127.0.0.1:<port>
+	NodeIP     string // a node's address on its link to this machine
 
 	pki     *pki
-	fake    *fakeNode
+	node    *node
 	procs   []*proc
 	ownsDir bool
 	log     io.Writer
@@ -84,6 +102,9 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
+	if o.TraefikCRDDelay == 0 {
+		o.TraefikCRDDelay = 30 * time.Second
+	}
 	if o.Kube.Bin == "" {
 		k, err := toolchain.EnsureKube(ctx)
 		if err != nil {
@@ -91,14 +112,34 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		}
 		o.Kube = k
 	}
-	for _, bin := range []string{o.Kube.Etcd, o.Kube.APIServer(), o.Kube.ControllerManager()} {
+	bins := []string{o.Kube.Etcd, o.Kube.APIServer(), o.Kube.ControllerManager()}
+	if o.Node {
+		if o.NodeParts.Bin == "" {
+			parts, err := toolchain.EnsureNode(ctx)
+			if err != nil {
+				return nil, err
+			}
+			o.NodeParts = parts
+		}
+		for _, b := range []string{"kube-scheduler", "kubelet", "kube-proxy", "pause"} {
+			bins = append(bins, o.Kube.Path(b))
+		}
+		for _, b := range []string{"coredns", "kube-router", "local-path-provisioner", "metrics-server", "traefik"} {
+			bins = append(bins, o.NodeParts.Path(b))
+		}
+	}
+	for _, bin := range bins {
 		if _, err := os.Stat(bin); err != nil {
 			return nil, fmt.Errorf("localkube: %s is missing (run tools/toolchain/kube-toolchain.sh and 'make deps'): %w", bin, err)
 		}
 	}
 	c := &Cluster{Dir: o.Dir, log: o.Log}
 	if c.Dir == "" {
-		d, err := os.MkdirTemp(shmDir(), "localkube-")
+		base := shmDir()
+		if o.Node {
+			base = os.TempDir() // images and volumes: disk, not RAM
+		}
+		d, err := os.MkdirTemp(base, "localkube-")
 		if err != nil {
 			return nil, fmt.Errorf("localkube: temp dir: %w", err)
 		}
@@ -106,8 +147,21 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	} else if err := os.MkdirAll(c.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("localkube: state dir %s: %w", c.Dir, err)
 	}
-	if err := c.start(ctx, o); err != nil {
-		_ = c.Stop()
+	c.Dir, _ = filepath.Abs(c.Dir)
+	start := c.start
+	if o.Node {
+		if err := checkNodeHost(c.Dir); err != nil {
+			if c.ownsDir {
+				os.RemoveAll(c.Dir)
+			}
+			return nil, err
+		}
+		start = c.startNode
+	}
+	if err := start(ctx, o); err != nil {
+		if stopErr := c.Stop(); stopErr != nil {
+			err = fmt.Errorf("%w\n(and stopping what had started: %v)", err, stopErr)
+		}
 		return nil, err
 	}
 	return c, nil
@@ -119,7 +173,7 @@ func (c *Cluster) start(ctx context.Context, o Options) error {
 			return fmt.Errorf("localkube: %w", err)
 		}
 	}
-	p, err := writePKI(filepath.Join(c.Dir, "pki"))
+	p, err := writePKI(filepath.Join(c.Dir, "pki"), "localkube-node", nil)
 	if err != nil {
 		return err
 	}
@@ -133,6 +187,7 @@ func (c *Cluster) start(ctx context.Context, o Options) error {
 	c.Server = fmt.Sprintf("https://127.0.0.1:%d", apiPort)
 	peer := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
 
+	apiCert, apiKey := p.pair("apiserver")
 	t0 := time.Now()
 	etcd, err := c.spawn("etcd", o.Kube.Etcd,
 		"--name=localkube",
@@ -155,7 +210,7 @@ func (c *Cluster) start(ctx context.Context, o Options) error {
 		"--etcd-servers="+c.EtcdURL,
 		"--endpoint-reconciler-type=none",
 		"--cert-dir="+filepath.Join(c.Dir, "apiserver-certs"),
-		"--tls-cert-file="+p.ServerCert, "--tls-private-key-file="+p.ServerKey,
+		"--tls-cert-file="+apiCert, "--tls-private-key-file="+apiKey,
 		"--client-ca-file="+p.CA,
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file="+p.SAPub,
@@ -179,8 +234,9 @@ func (c *Cluster) start(ctx context.Context, o Options) error {
 	if err := writeKubeconfig(c.Kubeconfig, c.Server, p.caPEM, p.adminPEM, p.adminKey, "localkube-admin"); err != nil {
 		return err
 	}
-	cmCert, _ := os.ReadFile(p.CMCert)
-	cmKey, _ := os.ReadFile(p.CMKey)
+	cmCertPath, cmKeyPath := p.pair("controller-manager")
+	cmCert, _ := os.ReadFile(cmCertPath)
+	cmKey, _ := os.ReadFile(cmKeyPath)
 	cmKubeconfig := filepath.Join(c.Dir, "controller-manager.kubeconfig")
 	if err := writeKubeconfig(cmKubeconfig, c.Server, p.caPEM, cmCert, cmKey, "system:kube-controller-manager"); err != nil {
 		return err
@@ -196,7 +252,7 @@ func (c *Cluster) start(ctx context.Context, o Options) error {
 		"--cluster-signing-cert-file="+p.CA, "--cluster-signing-key-file="+p.CAKey,
 		"--use-service-account-credentials=true",
 		"--leader-elect=false",
-		"--controllers="+controllers(o.FakeNode),
+		"--controllers=*",
 		"--profiling=false")
 	if err != nil {
 		return err
@@ -206,11 +262,6 @@ func (c *Cluster) start(ctx context.Context, o Options) error {
 		return c.get(client, c.Server+"/api/v1/namespaces/default/serviceaccounts/default", `"name":"default"`)
 	}); err != nil {
 		return err
-	}
-	if o.FakeNode {
-		if err := c.startFakeNode(ctx); err != nil {
-			return err
-		}
 	}
 	fmt.Fprintf(c.log, "localkube: control plane ready in %s; KUBECONFIG=%s\n", time.Since(t0).Round(time.Millisecond), c.Kubeconfig)
 	return nil
@@ -271,24 +322,16 @@ func (c *Cluster) PIDs() []int {
 func (c *Cluster) Stop() error {
 	c.stop.Do(func() {
 		var errs []error
-		if c.fake != nil {
-			c.fake.stop()
+		if c.node != nil {
+			errs = append(errs, c.stopNode()...)
 		}
 		for i := len(c.procs) - 1; i >= 0; i-- {
-			p := c.procs[i]
-			select {
-			case <-p.done:
-				continue
-			default:
+			if err := c.procs[i].stop(); err != nil {
+				errs = append(errs, err)
 			}
-			_ = p.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-p.done:
-			case <-time.After(15 * time.Second):
-				_ = p.cmd.Process.Kill()
-				<-p.done
-				errs = append(errs, fmt.Errorf("localkube: %s (pid %d) ignored SIGTERM and was killed", p.name, p.cmd.Process.Pid))
-			}
+		}
+		if c.node != nil {
+			errs = append(errs, c.afterStopNode(context.Background())...)
 		}
 		if c.ownsDir {
 			if err := os.RemoveAll(c.Dir); err != nil {
@@ -300,13 +343,54 @@ func (c *Cluster) Stop() error {
 	return c.stopErr
 }
 
+// stop ends one process: SIGTERM, then SIGKILL after 15 s.
+func (p *proc) stop() error {
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("localkube: %s (pid %d) ignored SIGTERM and was killed", p.name, p.cmd.Process.Pid)
+	}
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+// stopProc stops the process Start started under name, if it runs.
+func (c *Cluster) stopProc(name string) {
+	for _, p := range c.procs {
+		if p.name == name {
+			_ = p.stop()
+		}
+	}
+}
+
 func (c *Cluster) spawn(name, bin string, args ...string) (*proc, error) {
+	return c.spawnArgv(name, append([]string{bin}, args...)...)
+}
+
+// spawnNode starts a component inside the node's namespaces and cgroup.
+func (c *Cluster) spawnNode(name, bin string, args ...string) (*proc, error) {
+	return c.spawnArgv(name, nsenter(c.node.holder.pid(), true, append([]string{bin}, args...)...)...)
+}
+
+func (c *Cluster) spawnArgv(name string, argv ...string) (*proc, error) {
+	if err := os.MkdirAll(filepath.Join(c.Dir, "logs"), 0o700); err != nil {
+		return nil, fmt.Errorf("localkube: %w", err)
+	}
 	logPath := filepath.Join(c.Dir, "logs", name+".log")
-	f, err := os.Create(logPath)
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("localkube: %w", err)
 	}
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Dir = c.Dir
 	cmd.SysProcAttr = sysProcAttr()
@@ -315,6 +399,14 @@ func (c *Cluster) spawn(name, bin string, args ...string) (*proc, error) {
 		return nil, fmt.Errorf("localkube: start %s: %w", name, err)
 	}
 	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	if c.node != nil && c.node.cg != nil {
+		if err := c.node.cg.join(cmd.Process.Pid); err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			f.Close()
+			return nil, err
+		}
+	}
 	go func() {
 		p.err = cmd.Wait()
 		f.Close()
@@ -384,15 +476,6 @@ current-context: localkube
 		return fmt.Errorf("localkube: write kubeconfig: %w", err)
 	}
 	return nil
-}
-
-// controllers: all defaults; with a fake node, not the node lifecycle
-// controller (the fake node sends no heartbeats, and it would evict its pods).
-func controllers(fakeNode bool) string {
-	if fakeNode {
-		return "*,-node-lifecycle-controller"
-	}
-	return "*"
 }
 
 // freePorts reserves n distinct loopback ports by binding and releasing them.

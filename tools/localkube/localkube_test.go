@@ -71,7 +71,7 @@ func TestControlPlane(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
 	defer cancel()
-	c, err := Start(ctx, Options{Log: testLog{t}, FakeNode: true})
+	c, err := Start(ctx, Options{Log: testLog{t}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,12 +110,12 @@ func TestControlPlane(t *testing.T) {
 		return err == nil
 	})
 
-	// The fake node runs the pods (on paper): the rollout completes, which is
-	// what `pulumi up` waits for; a claim gets a bound volume.
-	kc("", "rollout", "status", "deployment/web", "-n", "lk-test", "--timeout=120s")
-	pvc := "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data, namespace: lk-test}\nspec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n"
-	kc(pvc, "apply", "--server-side", "-f", "-")
-	kc("", "wait", "--for=jsonpath={.status.phase}=Bound", "pvc/data", "-n", "lk-test", "--timeout=120s")
+	// The controller manager acts on it: a ReplicaSet with two pods (which no
+	// node runs here: see TestNode).
+	waitUntil(t, func() bool {
+		out, err := c.Kubectl(ctx, "get", "pods", "-n", "lk-test", "-l", "app=web", "-o", "name")
+		return err == nil && strings.Count(string(out), "pod/") == 2
+	})
 
 	// Dry-run on the server validates without storing.
 	dry := strings.ReplaceAll(deployment, "name: web\n  namespace", "name: web-dry\n  namespace")

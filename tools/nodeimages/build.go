@@ -37,6 +37,13 @@ func Build(spec Spec, outDir string) (Image, error) {
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return Image{}, err
 	}
+	key, err := buildKey(spec)
+	if err != nil {
+		return Image{}, fmt.Errorf("%s: %w", spec.Name, err)
+	}
+	if img, ok := cached(outDir, key); ok {
+		return img, nil
+	}
 	layer, err := writeLayer(outDir, files)
 	if err != nil {
 		return Image{}, fmt.Errorf("%s: layer: %w", spec.Name, err)
@@ -100,6 +107,7 @@ func Build(spec Spec, outDir string) (Image, error) {
 	if err != nil {
 		return Image{}, err
 	}
+	remember(outDir, key, img)
 	return img, nil
 }
 

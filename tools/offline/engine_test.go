@@ -26,11 +26,11 @@ func engineTest(t *testing.T, d time.Duration) (context.Context, toolchain.Pulum
 	return ctx, tools
 }
 
-// startCluster starts a localkube API server with a fake node, stopped when
-// the test ends, and returns it with its admin kubeconfig.
+// startCluster starts a localkube API server, stopped when the test ends,
+// and returns it with its admin kubeconfig.
 func startCluster(ctx context.Context, t *testing.T) (*localkube.Cluster, []byte) {
 	t.Helper()
-	c, err := localkube.Start(ctx, localkube.Options{Log: testLog{t}, FakeNode: true})
+	c, err := localkube.Start(ctx, localkube.Options{Log: testLog{t}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,9 +12,11 @@ const digest = "registry.example.com/pressroom/%s@sha256:%064d"
 func img(svc string, n int) string { return fmt.Sprintf(digest, svc, n) }
 
 // TestFixtureProgram runs the whole scenario on testdata/program, a small
-// program with the real program's config shape. It proves the toolchain,
-// localkube, tools/pulumi.sh (rollback, manifests) and the harness on their
-// own, independent of infra/.
+// program with the real program's config shape, on an API server without a
+// node (its Deployments skip the readiness wait). It proves the toolchain,
+// localkube's control plane, tools/pulumi.sh (rollback, manifests) and the
+// harness on their own, independent of infra/ (which TestLivePlatform in
+// tools/e2e runs on a real node).
 func TestFixtureProgram(t *testing.T) {
 	ctx, tools := engineTest(t, 55*time.Minute)
 	c, kubeconfig := startCluster(ctx, t)

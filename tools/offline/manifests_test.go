@@ -106,7 +106,7 @@ func TestManifestsDigitalOceanStack(t *testing.T) {
 
 	// 2. Deployed: its outputs name the images it runs; web is pinned anew.
 	deployed := map[string]string{}
-	for _, s := range services {
+	for _, s := range []string{"auth", "article", "media", "notification", "web"} {
 		deployed[s] = img(s, 3)
 	}
 	importDeployment(ctx, t, p, stack, map[string]any{"url": "https://staging.example.com", "images": deployed})

@@ -26,8 +26,13 @@ type Scenario struct {
 	NewImage  string            // its new image reference
 	Namespace string            // the app namespace; must be gone after destroy
 	Fixtures  string            // YAML applied before `up` (CRDs a bare API server lacks)
+	// Prepared says the stack exists and is configured already (Config,
+	// Secrets and Images are then not set again).
+	Prepared bool
 	// WantCounts, when set, must equal the per-kind counts on the server.
 	WantCounts map[string]int
+	// BeforeUp, when set, runs just before the first up starts.
+	BeforeUp func(ctx context.Context, t *testing.T, c *localkube.Cluster)
 	// AfterUp, when set, runs its checks against the stack the first up made.
 	AfterUp func(ctx context.Context, t *testing.T, c *localkube.Cluster)
 	// AfterRollback, when set, runs its checks after the rollback.
@@ -50,21 +55,8 @@ func (s Scenario) Run(ctx context.Context, t *testing.T, c *localkube.Cluster, p
 	}
 
 	done := step("stack init + config")
-	must(p.Run(ctx, "", "stack", "init", s.Stack))
-	cfg := map[string]string{}
-	for k, v := range s.Config {
-		cfg[k] = v
-	}
-	for svc, img := range s.Images {
-		cfg[s.ImagesKey+"."+svc] = img
-	}
-	if err := p.SetConfig(ctx, s.Stack, cfg); err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range s.Secrets {
-		if err := p.SetSecret(ctx, s.Stack, k, v); err != nil {
-			t.Fatal(err)
-		}
+	if !s.Prepared {
+		s.configure(ctx, t, p)
 	}
 	if s.Fixtures != "" {
 		if out, err := c.KubectlStdin(ctx, strings.NewReader(s.Fixtures), "apply", "--server-side", "-f", "-"); err != nil {
@@ -80,6 +72,9 @@ func (s Scenario) Run(ctx context.Context, t *testing.T, c *localkube.Cluster, p
 
 	// 2. up creates every object; the server has each one the engine recorded.
 	done = step("2. pulumi up")
+	if s.BeforeUp != nil {
+		s.BeforeUp(ctx, t, c)
+	}
 	must(p.Run(ctx, "", "up", "-s", s.Stack, "--yes", "--skip-preview"))
 	res, err := p.Export(ctx, s.Stack)
 	if err != nil {
@@ -178,6 +173,29 @@ func (s Scenario) Run(ctx context.Context, t *testing.T, c *localkube.Cluster, p
 		t.Fatalf("stack still holds Kubernetes objects after destroy: %v %v", err, KubeObjects(res))
 	}
 	done()
+}
+
+// configure creates the stack and sets its configuration.
+func (s Scenario) configure(ctx context.Context, t *testing.T, p *Project) {
+	t.Helper()
+	if out, err := p.Run(ctx, "", "stack", "init", s.Stack); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	cfg := map[string]string{}
+	for k, v := range s.Config {
+		cfg[k] = v
+	}
+	for svc, img := range s.Images {
+		cfg[s.ImagesKey+"."+svc] = img
+	}
+	if err := p.SetConfig(ctx, s.Stack, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range s.Secrets {
+		if err := p.SetSecret(ctx, s.Stack, k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // findDeployment returns namespace/name of the Deployment running image.

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver and kube-controller-manager v1.33.13 from the
-# k8s.io/kubernetes Go module (the proxy serves it; k3s is not served), cached
-# under $PRESSROOM_CACHE/kube-<version>-r<recipe>/bin. etcd comes from Debian
+# Builds the Kubernetes v1.33.13 binaries a K3s server bundles -
+# kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy -
+# and the pause (sandbox) program from the k8s.io/kubernetes Go module (the
+# proxy serves it; k3s is not served), cached under
+# $PRESSROOM_CACHE/kube-<version>-r<recipe>/bin. etcd comes from Debian
 # (etcd-server, installed by `make deps`). Warm runs take well under a second.
 #
 # Output (stdout): shell assignments to eval:
-#   KUBE_BIN (directory with kube-apiserver, kube-controller-manager), ETCD (path).
+#   KUBE_BIN (directory with the binaries), ETCD (path).
 # Binaries already on PATH at the same version are used instead.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -16,10 +18,10 @@ here="$(cd "$(dirname "$0")" && pwd)"
 # running it (editing a script while it runs would otherwise corrupt it).
 main() {
 version=1.33.13
-recipe=1 # bump when the build steps change, so caches rebuild
+recipe=2 # bump when the build steps change, so caches rebuild
 key="kube-$version-r$recipe"
 root="$cache_root/$key"
-cmds=(kube-apiserver kube-controller-manager)
+cmds=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 
 etcd_path() {
   command -v etcd 2>/dev/null || die "etcd is not installed; run 'make deps' (Debian package etcd-server)"
@@ -33,11 +35,18 @@ if [ -f "$root/.done" ] && [ "${PRESSROOM_REBUILD:-}" != 1 ]; then
 fi
 
 # A normal installation of the same version wins.
-if [ "${PRESSROOM_IGNORE_SYSTEM_KUBE:-}" != 1 ] && command -v kube-apiserver >/dev/null 2>&1 \
-   && command -v kube-controller-manager >/dev/null 2>&1 \
-   && kube-apiserver --version 2>/dev/null | grep -qx "Kubernetes v$version" \
-   && kube-controller-manager --version 2>/dev/null | grep -qx "Kubernetes v$version"; then
-  emit "$(dirname "$(command -v kube-apiserver)")"
+system_kube() {
+  local c dir=""
+  [ "${PRESSROOM_IGNORE_SYSTEM_KUBE:-}" != 1 ] || return 1
+  for c in "${cmds[@]}"; do
+    command -v "$c" >/dev/null 2>&1 && "$c" --version 2>/dev/null | grep -qx "Kubernetes v$version" || return 1
+    [ -z "$dir" ] || [ "$(dirname "$(command -v "$c")")" = "$dir" ] || return 1
+    dir=$(dirname "$(command -v "$c")")
+  done
+  [ -x "$dir/pause" ] && echo "$dir"
+}
+if dir=$(system_kube); then
+  emit "$dir"
   exit 0
 fi
 
@@ -71,11 +80,20 @@ build() {
   ld+=" -X k8s.io/component-base/version.gitMinor=$(cut -d. -f2 <<<"$version")"
   ld+=" -X k8s.io/component-base/version.gitTreeState=clean"
   mkdir -p "$out/bin"
+  # One go build of every command: they share most packages, compiled once.
+  # Static (CGO_ENABLED=0), as K3s ships them.
+  local pkgs=()
+  for c in "${cmds[@]}"; do pkgs+=("./cmd/$c"); done
+  (cd "$src" && CGO_ENABLED=0 "${nice_cmd[@]}" go build -trimpath -ldflags "$ld" -o "$out/bin/" "${pkgs[@]}") \
+    || die "building ${cmds[*]} v$version failed"
   for c in "${cmds[@]}"; do
-    (cd "$src" && "${nice_cmd[@]}" go build -trimpath -ldflags "$ld" -o "$out/bin/$c" "./cmd/$c") \
-      || die "building $c v$version failed"
     "$out/bin/$c" --version | grep -qx "Kubernetes v$version" || die "$c reports '$("$out/bin/$c" --version)'"
   done
+  # The sandbox ("pause") container every pod holds its namespaces with,
+  # from the same source tree; static, so it runs in an image of its own.
+  need_cmd gcc
+  gcc -Os -static -Wall -Werror -DVERSION="v$version-pressroom" -o "$out/bin/pause" "$src/build/pause/linux/pause.c" \
+    || die "building pause from $src/build/pause/linux/pause.c failed (needs gcc and the static C library, Debian libc6-dev)"
   rm -rf "$src"
 }
 stage "$root" build

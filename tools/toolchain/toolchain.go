@@ -15,9 +15,9 @@ import (
 	"strings"
 )
 
-// Kube locates the control-plane binaries.
+// Kube locates the Kubernetes binaries.
 type Kube struct {
-	Bin  string // directory with kube-apiserver and kube-controller-manager
+	Bin  string // directory with kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, pause
 	Etcd string // path of the etcd binary
 }
 
@@ -26,6 +26,21 @@ func (k Kube) APIServer() string { return filepath.Join(k.Bin, "kube-apiserver")
 
 // ControllerManager is the kube-controller-manager path.
 func (k Kube) ControllerManager() string { return filepath.Join(k.Bin, "kube-controller-manager") }
+
+// Path is the path of one of the binaries in Bin.
+func (k Kube) Path(name string) string { return filepath.Join(k.Bin, name) }
+
+// NodeParts locates what the node-toolchain builds: the parts K3s bundles
+// (CoreDNS, kube-router, local-path-provisioner, metrics-server, Traefik),
+// cert-manager, Pebble, NATS and Jaeger, plus Traefik's CRDs and
+// cert-manager's chart.
+type NodeParts struct {
+	Bin   string // the binaries
+	Share string // traefik-crds.yaml, traefik-rbac.yaml, cert-manager-chart/
+}
+
+// Path is the path of one binary.
+func (n NodeParts) Path(name string) string { return filepath.Join(n.Bin, name) }
 
 // Pulumi locates the Pulumi CLI, its Go language host and a PULUMI_HOME with
 // the kubernetes, tls and random plugins installed.
@@ -75,6 +90,15 @@ func EnsureKube(ctx context.Context) (Kube, error) {
 		return Kube{}, err
 	}
 	return Kube{Bin: vals["KUBE_BIN"], Etcd: vals["ETCD"]}, nil
+}
+
+// EnsureNode builds (once) and returns the node's parts.
+func EnsureNode(ctx context.Context) (NodeParts, error) {
+	vals, err := run(ctx, "node-toolchain.sh", "NODE_BIN", "NODE_SHARE")
+	if err != nil {
+		return NodeParts{}, err
+	}
+	return NodeParts{Bin: vals["NODE_BIN"], Share: vals["NODE_SHARE"]}, nil
 }
 
 // EnsurePulumi builds (once) and returns the Pulumi toolchain.

@@ -79,6 +79,9 @@ func main() {
 				Metadata: &metav1.ObjectMetaArgs{
 					Name:      pulumi.String(name),
 					Namespace: ns.Metadata.Name().Elem(),
+					// The harness runs it on an API server without a node:
+					// nothing would ever become ready.
+					Annotations: pulumi.StringMap{"pulumi.com/skipAwait": pulumi.String("true")},
 				},
 				Spec: &appsv1.DeploymentSpecArgs{
 					Replicas: pulumi.Int(1),

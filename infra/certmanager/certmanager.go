@@ -176,7 +176,7 @@ func NewCertManager(ctx *pulumi.Context, name string, args *CertManagerArgs, opt
 					"email":               pulumi.String(a.Email),
 					"privateKeySecretRef": pulumi.Map{"name": pulumi.String(n + "-account")},
 					"solvers": pulumi.Array{pulumi.Map{
-						"http01": pulumi.Map{"ingress": pulumi.Map{"ingressClassName": pulumi.String(a.IngressClass)}},
+						"http01": pulumi.Map{"ingress": SolverIngress(a.Version, a.IngressClass)},
 					}},
 				},
 			}},
@@ -200,6 +200,32 @@ func requests(cpu, mem string) map[string]any {
 // crds.keep; before it the chart takes installCRDs.
 var crdValuesSince = [2]int{1, 15}
 
+// ingressClassNameSince is the first cert-manager whose HTTP-01 Ingress
+// solver takes ingressClassName; older ones reject it (their CRD schema has
+// no such field) and take `class`, set on the solver's Ingress as the
+// kubernetes.io/ingress.class annotation, which Traefik honours too.
+var ingressClassNameSince = [2]int{1, 12}
+
+// atLeast reports whether version (vX.Y.Z, validated before) is at least since.
+func atLeast(version string, since [2]int) bool {
+	m := versionRE.FindStringSubmatch(version)
+	if m == nil {
+		return true
+	}
+	major, _ := strconv.Atoi(m[1])
+	minor, _ := strconv.Atoi(m[2])
+	return major > since[0] || (major == since[0] && minor >= since[1])
+}
+
+// SolverIngress is the HTTP-01 solver's ingress settings for the
+// cert-manager version the issuers are served by.
+func SolverIngress(version, class string) pulumi.Map {
+	if atLeast(version, ingressClassNameSince) {
+		return pulumi.Map{"ingressClassName": pulumi.String(class)}
+	}
+	return pulumi.Map{"class": pulumi.String(class)}
+}
+
 // Values are the Helm values for chart version (vX.Y.Z) with images, the
 // overrides by component (stacks.CertManagerImageKeys). The CRDs are
 // installed with the chart: from v1.15 with crds.enabled and crds.keep (kept
@@ -214,8 +240,6 @@ func Values(version string, images map[string]string) (map[string]any, error) {
 	if m == nil {
 		return nil, fmt.Errorf("certmanager: chart version %q must be pinned as vX.Y.Z", version)
 	}
-	major, _ := strconv.Atoi(m[1])
-	minor, _ := strconv.Atoi(m[2])
 	v := map[string]any{
 		"startupapicheck": map[string]any{"enabled": true},
 		"resources":       requests("50m", "128Mi"),
@@ -223,7 +247,7 @@ func Values(version string, images map[string]string) (map[string]any, error) {
 		"cainjector":      map[string]any{"resources": requests("20m", "128Mi")},
 		"prometheus":      map[string]any{"enabled": false},
 	}
-	if major > crdValuesSince[0] || (major == crdValuesSince[0] && minor >= crdValuesSince[1]) {
+	if atLeast(version, crdValuesSince) {
 		v["crds"] = map[string]any{"enabled": true, "keep": true}
 	} else {
 		v["installCRDs"] = true

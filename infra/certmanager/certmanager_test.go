@@ -272,3 +272,15 @@ func TestReleaseChartFromRepositoryOrDirectory(t *testing.T) {
 		t.Errorf("install off: release %v, err %v", rel, err)
 	}
 }
+
+// cert-manager v1.11's CRD has no ingressClassName (the API server rejects
+// it: "field not declared in schema", as the live node showed); from v1.12
+// it is the field to use.
+func TestSolverIngressFollowsTheVersion(t *testing.T) {
+	for version, want := range map[string]string{"v1.11.5": "class", "v1.12.0": "ingressClassName", "v1.16.2": "ingressClassName", "v2.0.0": "ingressClassName"} {
+		got := SolverIngress(version, "traefik")
+		if len(got) != 1 || got[want] == nil {
+			t.Errorf("SolverIngress(%s) = %v, want only %s", version, got, want)
+		}
+	}
+}

@@ -37,6 +37,11 @@ const (
 	InternalOnly   = "internal-only"
 )
 
+// InternalPriority ranks the internal-paths routers above every router the
+// platform's Ingresses make (Traefik's default priority is the rule's length,
+// a few dozen characters; its exact paths never shadow anything else).
+const InternalPriority = "10000"
+
 // ServerInternalPaths are the routes every service's server (kit) answers
 // for the kubelet and in-cluster scrapers: probes and metrics. /readyz names
 // failing dependencies and /metrics counts every route, so the public gets a
@@ -203,9 +208,11 @@ func NewEdge(ctx *pulumi.Context, name string, args *EdgeArgs, opts ...pulumi.Re
 	}, kube.Child(e, pulumi.DependsOn([]pulumi.Resource{cert, wwwMW, headers}))...); err != nil {
 		return nil, fmt.Errorf("https ingress: %w", err)
 	}
-	// The internal routes of the server behind "/" (web), matched exactly: a
-	// longer rule than "/", so Traefik ranks it first and its middleware
-	// refuses the request before web sees it.
+	// The internal routes of the server behind "/" (web), matched exactly,
+	// with a priority above every other router: Traefik ranks routers by the
+	// length of their rule by default, and Path(`/readyz`) is exactly as long
+	// as PathPrefix(`/`), so the two tied and web answered /readyz (seen on
+	// the live node). The middleware refuses the request before web sees it.
 	var internal networkingv1.HTTPIngressPathArray
 	for _, p := range ServerInternalPaths {
 		internal = append(internal, pathOf("Exact", p, a.WebService, 8080))
@@ -215,6 +222,7 @@ func NewEdge(ctx *pulumi.Context, name string, args *EdgeArgs, opts ...pulumi.Re
 			"traefik.ingress.kubernetes.io/router.entrypoints": "websecure",
 			"traefik.ingress.kubernetes.io/router.tls":         "true",
 			"traefik.ingress.kubernetes.io/router.middlewares": refs(InternalOnly),
+			"traefik.ingress.kubernetes.io/router.priority":    InternalPriority,
 			kube.SkipAwaitAnnotation:                           "true",
 		}),
 		Spec: &networkingv1.IngressSpecArgs{

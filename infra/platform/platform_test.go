@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -547,6 +548,30 @@ func TestIngressRoutesTLSAndRedirects(t *testing.T) {
 	iann := get(internal.In, "metadata", "annotations").(map[string]any)
 	if iann["traefik.ingress.kubernetes.io/router.entrypoints"] != "websecure" || iann["traefik.ingress.kubernetes.io/router.middlewares"] != "pressroom-internal-only@kubernetescrd" {
 		t.Errorf("internal ingress annotations %v", iann)
+	}
+	// Traefik ranks routers by their rule's length unless told otherwise;
+	// Path(`/readyz`) ties PathPrefix(`/`), and on the live node web then
+	// answered /readyz. The internal routers must outrank every other one.
+	prio, err := strconv.Atoi(fmt.Sprint(iann["traefik.ingress.kubernetes.io/router.priority"]))
+	if err != nil {
+		t.Fatalf("internal ingress has no numeric router.priority: %v", iann)
+	}
+	for _, ing := range g.all("Ingress") {
+		if ing.metaName() == internal.metaName() {
+			continue
+		}
+		for _, rule := range list(get(ing.In, "spec", "rules")) {
+			for _, p := range list(get(rule, "http", "paths")) {
+				matcher := "PathPrefix"
+				if p["pathType"] == "Exact" {
+					matcher = "Path"
+				}
+				r := fmt.Sprintf("Host(`%s`) && %s(`%s`)", rule["host"], matcher, p["path"])
+				if len(r) >= prio {
+					t.Errorf("router %s (default priority %d) outranks the internal paths (priority %d)", r, len(r), prio)
+				}
+			}
+		}
 	}
 	deny := g.one(t, "Middleware", "internal-only")
 	if fmt.Sprint(get(deny.In, "spec", "ipAllowList", "sourceRange")) != "[127.0.0.1/32]" {

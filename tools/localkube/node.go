@@ -450,12 +450,24 @@ func (c *Cluster) startInternetDNS(ctx context.Context) error {
 		}
 	}
 	corefile := filepath.Join(dir, "Corefile")
-	conf := fmt.Sprintf(".:53 {\n    bind %s\n    hosts %s {\n        ttl 5\n        reload 1s\n    }\n    errors\n}\n", InternetDNS, n.hosts)
+	// It listens on every address of its namespace (InternetDNS among them):
+	// the node's CoreDNS has only K3s' plugins, bind not among them.
+	conf := fmt.Sprintf(".:53 {\n    hosts %s {\n        ttl 5\n        reload 1s\n    }\n    errors\n}\n", n.hosts)
 	if err := os.WriteFile(corefile, []byte(conf), 0o644); err != nil {
 		return fmt.Errorf("localkube: %w", err)
 	}
-	_, err := c.spawnArgv("internet-dns", nsenter(n.inet.pid(), false, n.parts.Path("coredns"), "-conf", corefile)...)
-	return err
+	dns, err := c.spawnArgv("internet-dns", nsenter(n.inet.pid(), false, n.parts.Path("coredns"), "-conf", corefile)...)
+	if err != nil {
+		return err
+	}
+	// CoreDNS names its version once its servers are up.
+	return c.waitFor(ctx, dns, 30*time.Second, func() error {
+		b, _ := os.ReadFile(dns.log)
+		if !strings.Contains(string(b), "CoreDNS-") {
+			return errors.New("not serving yet")
+		}
+		return nil
+	})
 }
 
 // AddInternetHost makes name resolve to ip for the node and its pods (the
@@ -557,6 +569,9 @@ func (c *Cluster) waitAddons(ctx context.Context, timeout time.Duration) error {
 	}
 	return nil
 }
+
+// Describe summarises the pods of namespace ns that are not ready.
+func (c *Cluster) Describe(ctx context.Context, ns string) string { return c.describePods(ctx, ns) }
 
 // describePods summarises pods that are not ready, for error messages.
 func (c *Cluster) describePods(ctx context.Context, ns string) string {

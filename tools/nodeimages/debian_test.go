@@ -146,9 +146,10 @@ func freePort(t *testing.T) string {
 	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
 
-// platformInitScript is infra/datastores' postgres-init script, read from
-// its source (tools does not depend on the infra module).
-func platformInitScript(t *testing.T, databases string) string {
+// platformScript returns one of infra/datastores' Postgres scripts (const
+// name), formatted as the ConfigMap carries it, read from its source (tools
+// does not depend on the infra module).
+func platformScript(t *testing.T, name, databases string) string {
 	fset := token.NewFileSet()
 	f, err := parser.ParseFile(fset, "../../infra/datastores/datastores.go", nil, 0)
 	if err != nil {
@@ -158,7 +159,7 @@ func platformInitScript(t *testing.T, databases string) string {
 		if g, ok := d.(*ast.GenDecl); ok && g.Tok == token.CONST {
 			for _, s := range g.Specs {
 				vs := s.(*ast.ValueSpec)
-				if vs.Names[0].Name == "initScript" {
+				if vs.Names[0].Name == name {
 					raw, err := strconv.Unquote(vs.Values[0].(*ast.BasicLit).Value)
 					if err != nil {
 						t.Fatal(err)
@@ -168,7 +169,7 @@ func platformInitScript(t *testing.T, databases string) string {
 			}
 		}
 	}
-	t.Fatal("initScript not found in infra/datastores")
+	t.Fatalf("%s not found in infra/datastores", name)
 	return ""
 }
 
@@ -179,16 +180,20 @@ func TestPostgresImageRuns(t *testing.T) {
 	}
 	r := buildRootfs(t, spec)
 	start := time.Now()
-	initd := filepath.Join(r.dir, "docker-entrypoint-initdb.d/10-create-databases.sh")
-	if err := os.WriteFile(initd, []byte(platformInitScript(t, "auth article")), 0o555); err != nil {
+	// The pod's command: the postgres-init ConfigMap's start.sh, mounted at /scripts.
+	if err := os.MkdirAll(filepath.Join(r.dir, "scripts"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	for file, name := range map[string]string{"start.sh": "startScript", "setup.sh": "setupScript"} {
+		if err := os.WriteFile(filepath.Join(r.dir, "scripts", file), []byte(platformScript(t, name, "auth article")), 0o444); err != nil {
+			t.Fatal(err)
+		}
+	}
 	port := freePort(t)
-	// The pod's environment (infra/datastores) and the image's own command.
+	// The pod's environment and command (infra/datastores).
 	env := []string{"POSTGRES_USER=postgres", "POSTGRES_PASSWORD=root-pw", "PGDATA=/var/lib/postgresql/data/pgdata",
 		"AUTH_DB_PASSWORD=auth-pw", "ARTICLE_DB_PASSWORD=article-pw"}
-	args := append(append(append([]string{}, r.cfg.Config.Entrypoint...), r.cfg.Config.Cmd...),
-		"-c", "listen_addresses=127.0.0.1", "-p", port)
+	args := []string{"sh", "/scripts/start.sh", "-c", "listen_addresses=127.0.0.1", "-p", port}
 	srv := r.cmd(t, pgUID, env, args...)
 	logs := serve(t, srv, syscall.SIGINT)
 	t.Cleanup(func() { // a temporary server left behind by a failed init
@@ -203,8 +208,8 @@ func TestPostgresImageRuns(t *testing.T) {
 		return r.cmd(t, pgUID, nil, "pg_isready", "-h", "127.0.0.1", "-p", port, "-U", "postgres").Run() == nil
 	})
 	t.Logf("initdb + init script + start: %v", time.Since(start).Round(time.Millisecond))
-	if !strings.Contains(logs(), "PostgreSQL init process complete") {
-		t.Fatalf("entrypoint did not initialise:\n%s", logs())
+	if !strings.Contains(logs(), "start.sh: first start") || !strings.Contains(logs(), "start.sh: setup done") {
+		t.Fatalf("start.sh did not initialise and set up:\n%s", logs())
 	}
 	// Over the unix socket in /var/run/postgresql.
 	if got := r.run(t, pgUID, nil, "psql", "-p", port, "-U", "postgres", "-tAc", "select 1"); got != "1" {
@@ -217,7 +222,7 @@ func TestPostgresImageRuns(t *testing.T) {
 		t.Fatalf("settings = %q", got)
 	}
 	t.Logf("lc_collate|encoding|TimeZone|databases: %s", got)
-	// A service's login over TCP (scram from the pod network; trust on loopback, as upstream).
+	// A service's login over TCP (SCRAM, as from the pod network).
 	if got := r.run(t, pgUID, []string{"PGPASSWORD=auth-pw"}, "psql", "-h", "127.0.0.1", "-p", port, "-U", "auth", "-d", "auth_db",
 		"-qtAc", "create table t(x int); insert into t values (42); select x from t"); got != "42" {
 		t.Fatalf("auth_db: %q", got)

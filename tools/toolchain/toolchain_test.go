@@ -23,7 +23,7 @@ func TestUnquoteUndoesBashPrintfQ(t *testing.T) {
 // A complete cache is used as is: no build, just the paths.
 func TestEnsureKubeUsesCompleteCache(t *testing.T) {
 	cache := t.TempDir()
-	root := filepath.Join(cache, "kube-1.33.13-r1")
+	root := filepath.Join(cache, kubeCacheKey(t))
 	if err := os.MkdirAll(filepath.Join(root, "bin"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -41,6 +41,27 @@ func TestEnsureKubeUsesCompleteCache(t *testing.T) {
 	if k.Bin != filepath.Join(root, "bin") || !strings.HasSuffix(k.Etcd, "etcd") {
 		t.Fatalf("EnsureKube = %+v, want bin %s", k, filepath.Join(root, "bin"))
 	}
+}
+
+// kubeCacheKey is the cache directory kube-toolchain.sh names, read from its
+// version= and recipe= lines, so a recipe bump cannot leave this test behind.
+func kubeCacheKey(t *testing.T) string {
+	b, err := os.ReadFile("kube-toolchain.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		for _, k := range []string{"version", "recipe"} {
+			if v, ok := strings.CutPrefix(line, k+"="); ok {
+				vals[k] = strings.Fields(v)[0]
+			}
+		}
+	}
+	if vals["version"] == "" || vals["recipe"] == "" {
+		t.Fatal("kube-toolchain.sh: no version= or recipe= line")
+	}
+	return "kube-" + vals["version"] + "-r" + vals["recipe"]
 }
 
 // Without a cache the builder really builds; with a broken Go proxy it must

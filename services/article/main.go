@@ -87,7 +87,8 @@ func run(ctx context.Context) error {
 		return err
 	}
 
-	srv := server.New(server.Options{Name: cfg.Service, Addr: cfg.HTTPAddr, Logger: log, ShutdownTimeout: cfg.ShutdownTimeout})
+	srv := server.New(server.Options{Name: cfg.Service, Addr: cfg.HTTPAddr, Logger: log, ShutdownTimeout: cfg.ShutdownTimeout,
+		TrustedProxies: cfg.TrustedProxies})
 	srv.OnShutdown("tracing", stopTracing)
 	srv.OnShutdown("postgres", func(context.Context) error { pool.Close(); return nil })
 	srv.OnShutdown("nats", func(context.Context) error { return nc.Drain() })

@@ -108,7 +108,7 @@ func setup(ctx context.Context, cfg Config, log *slog.Logger) (_ *server.Server,
 		return nil, err
 	}
 	srv := server.New(server.Options{Name: cfg.Service, Addr: cfg.HTTPAddr, Logger: log,
-		ShutdownTimeout: cfg.ShutdownTimeout,
+		ShutdownTimeout: cfg.ShutdownTimeout, TrustedProxies: cfg.TrustedProxies,
 		// Uploads of MEDIA_MAX_BYTES over slow links, and downloads to them,
 		// take longer than the kit's defaults; the body size stays bounded.
 		ReadTimeout: 5 * time.Minute, WriteTimeout: 10 * time.Minute})

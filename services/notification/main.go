@@ -108,7 +108,8 @@ func run(ctx context.Context) error {
 		log.Warn("RESEND_API_KEY is not set: notifications are written to the log instead of e-mailed")
 	}
 
-	srv := server.New(server.Options{Name: cfg.Service, Addr: cfg.HTTPAddr, Logger: log, ShutdownTimeout: cfg.ShutdownTimeout})
+	srv := server.New(server.Options{Name: cfg.Service, Addr: cfg.HTTPAddr, Logger: log, ShutdownTimeout: cfg.ShutdownTimeout,
+		TrustedProxies: cfg.TrustedProxies})
 	srv.OnShutdown("tracing", stopTracing)
 	srv.OnShutdown("postgres", func(context.Context) error { pool.Close(); return nil })
 	srv.OnShutdown("nats", func(context.Context) error { return nc.Drain() })

@@ -90,7 +90,8 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	srv := server.New(server.Options{Name: cfg.Service, Addr: cfg.HTTPAddr, Logger: log, ShutdownTimeout: cfg.ShutdownTimeout})
+	srv := server.New(server.Options{Name: cfg.Service, Addr: cfg.HTTPAddr, Logger: log, ShutdownTimeout: cfg.ShutdownTimeout,
+		TrustedProxies: cfg.TrustedProxies})
 	srv.OnShutdown("tracing", stopTracing)
 	app.Register(srv.Engine())
 	return srv.Run(ctx)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"reflect"
 	"strings"
@@ -23,6 +24,9 @@ type Common struct {
 	OTLPEndpoint    string        `env:"OTEL_EXPORTER_OTLP_ENDPOINT"`
 	LogLevel        slog.Level    `env:"LOG_LEVEL" envDefault:"info"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	// TrustedProxies: peers whose X-Forwarded-For is believed. The default is
+	// K3s's pod network, where Traefik (the only way in) runs; "none" trusts none.
+	TrustedProxies []string `env:"TRUSTED_PROXIES" envSeparator:"," envDefault:"10.42.0.0/16"`
 }
 
 // JWT holds the token-verification settings of every service that checks
@@ -76,8 +80,29 @@ func validateCommon(cfg any) error {
 	} else if f := v.Elem().FieldByName("Common"); f.IsValid() && f.Type() == reflect.TypeOf(Common{}) {
 		c = f.Addr().Interface().(*Common)
 	}
-	if c != nil && c.ShutdownTimeout <= 0 {
-		return fmt.Errorf("config: SHUTDOWN_TIMEOUT: must be positive, e.g. 20s")
+	if c == nil {
+		return nil
+	}
+	var problems []string
+	if c.ShutdownTimeout <= 0 {
+		problems = append(problems, "SHUTDOWN_TIMEOUT: must be positive, e.g. 20s")
+	}
+	kept := c.TrustedProxies[:0]
+	for _, p := range c.TrustedProxies {
+		if p = strings.TrimSpace(p); p == "" || p == "none" {
+			continue
+		}
+		if _, err := netip.ParsePrefix(p); err != nil {
+			if _, err := netip.ParseAddr(p); err != nil {
+				problems = append(problems, fmt.Sprintf("TRUSTED_PROXIES: %q is not an IP address or CIDR (e.g. 10.42.0.0/16)", p))
+				continue
+			}
+		}
+		kept = append(kept, p)
+	}
+	c.TrustedProxies = kept
+	if len(problems) > 0 {
+		return fmt.Errorf("config: %s", strings.Join(problems, "; "))
 	}
 	return nil
 }

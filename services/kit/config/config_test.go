@@ -109,3 +109,25 @@ func TestJWTBlockDefaultsAndOverrides(t *testing.T) {
 		t.Errorf("JWT_ISSUER not read: %q", cfg.JWTIssuer)
 	}
 }
+
+func TestTrustedProxiesDefaultToThePodNetworkAndAreChecked(t *testing.T) {
+	var cfg svcConfig
+	if err := LoadFrom(&cfg, map[string]string{"DATABASE_URL": "x", "NATS_URL": "x", "NAME": "n"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.TrustedProxies) != 1 || cfg.TrustedProxies[0] != "10.42.0.0/16" {
+		t.Errorf("default TRUSTED_PROXIES = %q, want the K3s pod network", cfg.TrustedProxies)
+	}
+	cfg = svcConfig{}
+	if err := LoadFrom(&cfg, map[string]string{"DATABASE_URL": "x", "NATS_URL": "x", "NAME": "n", "TRUSTED_PROXIES": "none"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.TrustedProxies) != 0 {
+		t.Errorf("TRUSTED_PROXIES=none = %q, want none", cfg.TrustedProxies)
+	}
+	cfg = svcConfig{}
+	err := LoadFrom(&cfg, map[string]string{"DATABASE_URL": "x", "NATS_URL": "x", "NAME": "n", "TRUSTED_PROXIES": "10.0.0.1, edge"})
+	if err == nil || !strings.Contains(err.Error(), `TRUSTED_PROXIES: "edge" is not an IP address or CIDR`) {
+		t.Errorf("a bad TRUSTED_PROXIES entry: %v", err)
+	}
+}

@@ -10,13 +10,26 @@ import (
 )
 
 // Every environment variable a service reads (an `env:"…"` tag in any
-// service's code, the kit's included) is in the README, where operators and
-// the stack's authors look for it.
+// service's code, the kit's included) is in the README or in the README
+// beside the service's code (services/<svc>/README.md, the kit's for the
+// settings every service shares), where operators and the stack's authors
+// look for it.
 func TestReadmeDocumentsEveryVariable(t *testing.T) {
 	root := filepath.Join("..", "..", "..")
 	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	beside, err := filepath.Glob(filepath.Join(root, "services", "*", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range beside {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readme = append(append(readme, '\n'), b...)
 	}
 	tag := regexp.MustCompile("`env:\"([A-Z0-9_]+)")
 	seen := map[string]string{}

@@ -49,6 +49,11 @@ type Options struct {
 	CloseTimeout    time.Duration // deadline for the OnShutdown funcs together, 10s
 	CheckTimeout    time.Duration // per readiness check, 2s
 	SlowRequest     time.Duration // reads slower than this are logged at info, 500ms
+
+	// TrustedProxies are the addresses or CIDRs whose X-Forwarded-For and
+	// X-Real-IP headers are believed (the edge proxy). Empty: none, so the
+	// client address is always the peer's and a client cannot choose it.
+	TrustedProxies []string
 }
 
 // Server is an HTTP server with probes, metrics and graceful shutdown.
@@ -97,6 +102,11 @@ func New(o Options) *Server {
 		o.Name = "service"
 	}
 	s := &Server{opts: o, log: o.Logger, engine: gin.New(), reg: prometheus.NewRegistry()}
+	// gin trusts every peer's forwarded-for header by default, which lets any
+	// client choose the address it is logged and rate-limited by.
+	if err := s.engine.SetTrustedProxies(o.TrustedProxies); err != nil {
+		panic(fmt.Sprintf("server: TrustedProxies: %v", err))
+	}
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.ready.Store(true)
 
@@ -311,9 +321,9 @@ func (s *Server) observe(requests *prometheus.CounterVec, durations *prometheus.
 		if route == "" {
 			route = "unmatched" // keeps label cardinality bounded
 		}
-		code := strconv.Itoa(c.Writer.Status())
-		requests.WithLabelValues(c.Request.Method, route, code).Inc()
-		durations.WithLabelValues(c.Request.Method, route, code).Observe(elapsed.Seconds())
+		method, code := MethodLabel(c.Request.Method), StatusLabel(c.Writer.Status())
+		requests.WithLabelValues(method, route, code).Inc()
+		durations.WithLabelValues(method, route, code).Observe(elapsed.Seconds())
 		ctx, level := c.Request.Context(), s.requestLevel(c, elapsed)
 		if !s.log.Enabled(ctx, level) {
 			return // skip building the record (and parsing the client IP) nobody reads
@@ -323,6 +333,30 @@ func (s *Server) observe(requests *prometheus.CounterVec, durations *prometheus.
 			"status", c.Writer.Status(), "duration_ms", float64(elapsed.Microseconds())/1000,
 			"bytes", c.Writer.Size(), "remote", c.ClientIP())
 	}
+}
+
+// MethodLabel is the metric label of a request method: the standard methods
+// as they are, anything a client invents as "other", so clients cannot
+// create series (each one is kept until the process exits).
+func MethodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "other"
+}
+
+// StatusLabel is the metric label of a status code: the code when it is a
+// registered one (a closed set), else its class ("2xx" … "5xx", or "other").
+func StatusLabel(code int) string {
+	if http.StatusText(code) != "" {
+		return strconv.Itoa(code)
+	}
+	if code >= 100 && code <= 599 {
+		return strconv.Itoa(code/100) + "xx"
+	}
+	return "other"
 }
 
 // requestLevel keeps the info log for what an operator looks for: writes,

@@ -149,7 +149,8 @@ func NewApp(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		SignInPerMin: cfg.SignInPerMinute, RefreshPerMin: cfg.RefreshPerMinute,
 	}, log)
 
-	srv := server.New(server.Options{Name: cfg.Service, Addr: cfg.HTTPAddr, Logger: log, ShutdownTimeout: cfg.ShutdownTimeout})
+	srv := server.New(server.Options{Name: cfg.Service, Addr: cfg.HTTPAddr, Logger: log, ShutdownTimeout: cfg.ShutdownTimeout,
+		TrustedProxies: cfg.TrustedProxies})
 	srv.AddCheck("postgres", pg.Check(pool))
 	srv.AddCheck("redis", cache.Ping)
 	srv.OnShutdown("postgres", func(context.Context) error { pool.Close(); return nil })

@@ -245,27 +245,71 @@ func TestRefreshRotationAndReuse(t *testing.T) {
 	}
 }
 
-func TestConcurrentRefreshOnlyOneWins(t *testing.T) {
+// Several tabs (or a restored browser) refresh with the same token at once:
+// every one of them gets the same new token, and the session lives on.
+func TestConcurrentRefreshesShareOneSuccessor(t *testing.T) {
 	e := newEnv(t, nil)
+	ctx := context.Background()
 	rt := e.signIn("c@example.com").GetTokens().GetRefreshToken()
-	errs := make(chan error, 4)
-	for range 4 {
+	const n = 6
+	type result struct {
+		tok string
+		err error
+	}
+	results := make(chan result, n)
+	for range n {
 		go func() {
-			_, err := e.client.Refresh(context.Background(), req(e, &authv1.RefreshRequest{RefreshToken: rt}))
-			errs <- err
+			res, err := e.client.Refresh(ctx, req(e, &authv1.RefreshRequest{RefreshToken: rt}))
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			results <- result{res.Msg.GetTokens().GetRefreshToken(), nil}
 		}()
 	}
-	ok := 0
-	for range 4 {
-		if err := <-errs; err == nil {
-			ok++
-		} else if connect.CodeOf(err) != connect.CodeUnauthenticated {
-			t.Fatalf("unexpected error: %v", err)
+	tokens := map[string]bool{}
+	for range n {
+		r := <-results
+		if r.err != nil {
+			t.Fatalf("a concurrent refresh failed: %v", r.err)
 		}
+		tokens[r.tok] = true
 	}
-	if ok > 1 {
-		t.Fatalf("%d concurrent refreshes of one token succeeded", ok)
+	if len(tokens) != 1 || tokens[rt] {
+		t.Fatalf("concurrent refreshes got %d different tokens (want one new one)", len(tokens))
 	}
+	var revoked int
+	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM sessions WHERE revoked_at IS NOT NULL`).Scan(&revoked); err != nil || revoked != 0 {
+		t.Fatalf("%d sessions revoked (%v)", revoked, err)
+	}
+	var next string
+	for tok := range tokens {
+		next = tok
+	}
+	if _, err := e.client.Refresh(ctx, req(e, &authv1.RefreshRequest{RefreshToken: next})); err != nil {
+		t.Fatalf("the shared successor does not refresh: %v", err)
+	}
+}
+
+// Past the grace window a rotated token is a copied one: the session dies.
+func TestReuseAfterTheGraceWindowRevokes(t *testing.T) {
+	e := newEnv(t, nil)
+	e.app.Service.set.RefreshGrace = 300 * time.Millisecond
+	ctx := context.Background()
+	rt := e.signIn("g@example.com").GetTokens().GetRefreshToken()
+	r2, err := e.client.Refresh(ctx, req(e, &authv1.RefreshRequest{RefreshToken: rt}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := e.client.Refresh(ctx, req(e, &authv1.RefreshRequest{RefreshToken: rt}))
+	if err != nil || again.Msg.GetTokens().GetRefreshToken() != r2.Msg.GetTokens().GetRefreshToken() {
+		t.Fatalf("a repeat inside the grace window: %v (same token: %v)", err, err == nil)
+	}
+	time.Sleep(400 * time.Millisecond)
+	_, err = e.client.Refresh(ctx, req(e, &authv1.RefreshRequest{RefreshToken: rt}))
+	wantCode(t, err, connect.CodeUnauthenticated, "reuse after the grace window")
+	_, err = e.client.Refresh(ctx, req(e, &authv1.RefreshRequest{RefreshToken: r2.Msg.GetTokens().GetRefreshToken()}))
+	wantCode(t, err, connect.CodeUnauthenticated, "the successor after reuse")
 }
 
 func TestSignOut(t *testing.T) {

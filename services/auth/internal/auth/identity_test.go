@@ -91,8 +91,8 @@ func TestSignInBindsAccountMadeBeforeIdentities(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.restart(nil) // migrates up again
-	if v, err := pg.MigrationVersion(ctx, e.pool, Migrations); err != nil || v != 2 {
-		t.Fatalf("migration version %d (%v), want 2", v, err)
+	if v, err := pg.MigrationVersion(ctx, e.pool, Migrations); err != nil || v != 3 {
+		t.Fatalf("migration version %d (%v), want 3 (the latest)", v, err)
 	}
 	if u := e.row(id); u.OIDCIssuer != "" || u.OIDCSubject != "" {
 		t.Fatalf("migrated account has an identity: %+v", u)

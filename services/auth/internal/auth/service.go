@@ -25,7 +25,15 @@ type Settings struct {
 	SignInStateTTL time.Duration // how long a started sign-in may take
 	SignInPerMin   int           // StartSignIn per client IP per minute (0 = off)
 	RefreshPerMin  int           // Refresh per client IP per minute (0 = off)
+	// RefreshGrace: a refresh token rotated less than this ago is answered
+	// with the token its rotation issued (concurrent refreshes of one token,
+	// e.g. tabs restored together), not taken as stolen. 0 = DefaultRefreshGrace.
+	RefreshGrace time.Duration
 }
+
+// DefaultRefreshGrace is long enough for a browser's concurrent requests,
+// short enough that a copied token is still caught.
+const DefaultRefreshGrace = 10 * time.Second
 
 // Service is the domain layer: sign-in, sessions, users and roles.
 type Service struct {
@@ -48,6 +56,9 @@ func NewService(store *Store, cache *Cache, provider *Provider, signer *token.Si
 	}
 	if log == nil {
 		log = slog.Default()
+	}
+	if set.RefreshGrace == 0 {
+		set.RefreshGrace = DefaultRefreshGrace
 	}
 	return &Service{store: store, cache: cache, provider: provider, signer: signer, set: set, admins: admins, log: log}
 }
@@ -232,7 +243,7 @@ func (s *Service) Refresh(ctx context.Context, clientIP, refreshToken string) (U
 	if err != nil {
 		return User{}, Tokens{}, err
 	}
-	rot, err := s.store.Rotate(ctx, hashToken(refreshToken), hashToken(next), now.Add(s.set.RefreshTTL))
+	rot, err := s.store.Rotate(ctx, refreshToken, next, now.Add(s.set.RefreshTTL), s.set.RefreshGrace)
 	switch {
 	case errors.Is(err, ErrTokenReused):
 		s.log.WarnContext(ctx, "refresh token reuse: session revoked", "session_id", sid, "user_id", rot.UserID, "client_ip", clientIP)
@@ -255,8 +266,7 @@ func (s *Service) Refresh(ctx context.Context, clientIP, refreshToken string) (U
 		return User{}, Tokens{}, err
 	}
 	s.cacheSession(ctx, sid, cachedSession{UserID: u.ID}, rot.SessionExpires)
-	return u, Tokens{Access: at, AccessExpires: atExp, Refresh: next,
-		RefreshExpires: minTime(now.Add(s.set.RefreshTTL), rot.SessionExpires)}, nil
+	return u, Tokens{Access: at, AccessExpires: atExp, Refresh: rot.Refresh, RefreshExpires: rot.RefreshExpires}, nil
 }
 
 // SignOut revokes the session of the refresh token. Unknown or malformed

@@ -409,25 +409,34 @@ type Rotation struct {
 	UserID         string
 	SessionID      uuid.UUID
 	SessionExpires time.Time
+	Refresh        string    // the refresh token to hand out
+	RefreshExpires time.Time // when it expires
 }
 
-// Rotate spends the refresh token oldHash and stores newHash in its place,
-// expiring at min(newExpires, the session's end). Presenting a token that was
-// already rotated means it was copied: the whole session is revoked (and that
-// revocation is committed) before ErrTokenReused is returned.
-func (s *Store) Rotate(ctx context.Context, oldHash, newHash []byte, newExpires time.Time) (Rotation, error) {
+// Rotate spends the refresh token old and stores next in its place, expiring
+// at min(newExpires, the session's end). Presenting a token that was already
+// rotated means it was copied: the whole session is revoked (and that
+// revocation is committed) before ErrTokenReused is returned. The exception
+// is a token rotated less than grace ago whose successor is still unspent:
+// that is a concurrent refresh of the same token (several tabs at once), and
+// it gets the same successor, not a revocation.
+func (s *Store) Rotate(ctx context.Context, old, next string, newExpires time.Time, grace time.Duration) (Rotation, error) {
 	var rot Rotation
 	var reused bool
+	oldHash := hashToken(old)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var expires time.Time
 		var rotatedAt, revokedAt *time.Time
-		// FOR UPDATE: two concurrent uses of one token must not both succeed.
+		var inGrace bool
+		var sealed []byte
+		// FOR UPDATE: two concurrent uses of one token must not both rotate it.
 		err := tx.QueryRow(ctx, `
-			SELECT t.session_id, t.expires_at, t.rotated_at, s.user_id::text, s.expires_at, s.revoked_at
+			SELECT t.session_id, t.expires_at, t.rotated_at, s.user_id::text, s.expires_at, s.revoked_at,
+				coalesce(t.rotated_at > clock_timestamp() - $2 * interval '1 microsecond', false), t.successor_sealed
 			FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
 			WHERE t.token_hash = $1
-			FOR UPDATE OF t, s`, oldHash).
-			Scan(&rot.SessionID, &expires, &rotatedAt, &rot.UserID, &rot.SessionExpires, &revokedAt)
+			FOR UPDATE OF t, s`, oldHash, grace.Microseconds()).
+			Scan(&rot.SessionID, &expires, &rotatedAt, &rot.UserID, &rot.SessionExpires, &revokedAt, &inGrace, &sealed)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			return ErrTokenUnknown
@@ -436,28 +445,61 @@ func (s *Store) Rotate(ctx context.Context, oldHash, newHash []byte, newExpires 
 		case revokedAt != nil:
 			return ErrSessionRevoked
 		case rotatedAt != nil:
+			if inGrace && sealed != nil {
+				ok, err := s.unspentSuccessor(ctx, tx, old, sealed, &rot)
+				if err != nil || ok {
+					return err
+				}
+			}
 			reused = true
 			_, err := tx.Exec(ctx, `UPDATE sessions SET revoked_at = now(), revoke_reason = 'refresh token reuse' WHERE id = $1`, rot.SessionID)
 			return err // commit the revocation
 		case !time.Now().Before(expires) || !time.Now().Before(rot.SessionExpires):
 			return ErrTokenExpired
 		}
-		if _, err := tx.Exec(ctx, `UPDATE refresh_tokens SET rotated_at = now() WHERE token_hash = $1`, oldHash); err != nil {
+		sealedNext, err := sealSuccessor(old, next)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE refresh_tokens SET rotated_at = clock_timestamp(), successor_sealed = $2 WHERE token_hash = $1`,
+			oldHash, sealedNext); err != nil {
 			return fmt.Errorf("rotate refresh token: %w", err)
 		}
 		if newExpires.After(rot.SessionExpires) {
 			newExpires = rot.SessionExpires
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)`,
-			newHash, rot.SessionID, newExpires); err != nil {
+			hashToken(next), rot.SessionID, newExpires); err != nil {
 			return fmt.Errorf("store refresh token: %w", err)
 		}
+		rot.Refresh, rot.RefreshExpires = next, newExpires
 		return nil
 	})
 	if err == nil && reused {
 		return rot, ErrTokenReused
 	}
 	return rot, err
+}
+
+// unspentSuccessor fills rot with the token a recent rotation of old issued,
+// when that token is still live and unspent.
+func (s *Store) unspentSuccessor(ctx context.Context, tx pgx.Tx, old string, sealed []byte, rot *Rotation) (bool, error) {
+	succ, err := openSuccessor(old, sealed)
+	if err != nil {
+		return false, nil // not ours to open: treat as reuse
+	}
+	var expires time.Time
+	err = tx.QueryRow(ctx, `SELECT expires_at FROM refresh_tokens
+		WHERE token_hash = $1 AND session_id = $2 AND rotated_at IS NULL AND expires_at > now()`,
+		hashToken(succ), rot.SessionID).Scan(&expires)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("load successor token: %w", err)
+	}
+	rot.Refresh, rot.RefreshExpires = succ, expires
+	return true, nil
 }
 
 // RevokeByToken revokes the session the token belongs to (sign-out). A token

@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -53,6 +55,46 @@ func parseRefreshToken(tok string) (uuid.UUID, error) {
 func hashToken(tok string) []byte {
 	sum := sha256.Sum256([]byte(tok))
 	return sum[:]
+}
+
+// sealSuccessor encrypts next (the token a rotation of tok issued) with a
+// key derived from tok, so only a caller holding tok can open it; the
+// database keeps only hashes, so it cannot.
+func sealSuccessor(tok, next string) ([]byte, error) {
+	aead, err := successorAEAD(tok)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, fmt.Errorf("seal successor: %w", err)
+	}
+	return aead.Seal(nonce, nonce, []byte(next), nil), nil
+}
+
+// openSuccessor is the inverse of sealSuccessor.
+func openSuccessor(tok string, sealed []byte) (string, error) {
+	aead, err := successorAEAD(tok)
+	if err != nil {
+		return "", err
+	}
+	if len(sealed) < aead.NonceSize() {
+		return "", ErrMalformedToken
+	}
+	plain, err := aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], nil)
+	if err != nil {
+		return "", ErrMalformedToken
+	}
+	return string(plain), nil
+}
+
+func successorAEAD(tok string) (cipher.AEAD, error) {
+	key := sha256.Sum256([]byte("pressroom refresh successor\x00" + tok)) // never equal to hashToken(tok)
+	block, err := aes.NewCipher(key[:])
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
 }
 
 // pageCursor is ListUsers' keyset position: the last row's lower(email) and id.

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"time"
+
+	"pressroom.dev/kit/ids"
 )
 
 // cursor is the position after the last row of a page (keyset paging, so
@@ -24,7 +26,8 @@ var errBadCursor = errors.New("page_token is not valid: pass the next_page_token
 func decodeCursor(s string) (cursor, error) {
 	var c cursor
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || json.Unmarshal(b, &c) != nil || c.ID == "" || c.SortAt.IsZero() {
+	// The id goes to SQL as a uuid: anything else would fail there.
+	if err != nil || json.Unmarshal(b, &c) != nil || !ids.IsUUID(c.ID) || c.SortAt.IsZero() {
 		return cursor{}, errBadCursor
 	}
 	return c, nil

@@ -34,6 +34,7 @@ type env struct {
 	svc    *Service
 	client articlev1connect.ArticleServiceClient
 	signer *token.Signer
+	url    string
 }
 
 func newEnv(t *testing.T) *env {
@@ -58,7 +59,7 @@ func newEnv(t *testing.T) *env {
 		connectkit.AuthInterceptor(verifier, connectkit.AllowAnonymous(AnonymousProcedures...)))))
 	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)
-	return &env{pool: pool, svc: svc, signer: token.NewSigner(keys.Private, testIssuer, []string{testAudience}, time.Hour),
+	return &env{pool: pool, svc: svc, url: hs.URL, signer: token.NewSigner(keys.Private, testIssuer, []string{testAudience}, time.Hour),
 		client: articlev1connect.NewArticleServiceClient(hs.Client(), hs.URL)}
 }
 
@@ -71,10 +72,10 @@ type caller struct {
 
 var (
 	anonymous = caller{name: "anonymous"}
-	reader    = caller{name: "reader", id: "u-reader", roles: []string{"reader"}}
-	authorA   = caller{name: "author-own", id: "u-author-a", roles: []string{"author"}}
-	authorB   = caller{name: "author-other", id: "u-author-b", roles: []string{"author"}}
-	admin     = caller{name: "admin", id: "u-admin", roles: []string{"admin"}}
+	reader    = caller{name: "reader", id: "00000000-0000-4000-8000-00000000000a", roles: []string{"reader"}}
+	authorA   = caller{name: "author-own", id: "00000000-0000-4000-8000-00000000000b", roles: []string{"author"}}
+	authorB   = caller{name: "author-other", id: "00000000-0000-4000-8000-00000000000c", roles: []string{"author"}}
+	admin     = caller{name: "admin", id: "00000000-0000-4000-8000-00000000000d", roles: []string{"admin"}}
 	callers   = []caller{anonymous, reader, authorA, authorB, admin}
 )
 

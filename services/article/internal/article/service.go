@@ -9,10 +9,10 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"pressroom.dev/kit/authz"
+	"pressroom.dev/kit/ids"
 )
 
 // Limits on what a caller may store.
@@ -93,13 +93,13 @@ func validate(f Fields) error {
 	}
 	if f.CoverMedia != nil && *f.CoverMedia != "" {
 		c := *f.CoverMedia
-		if len(c) > MaxCoverLen || !strings.HasPrefix(c, "/media/") || strings.ContainsAny(c, " \t\r\n\"'<>") {
-			probs = append(probs, fmt.Sprintf("cover_media %q must be empty or a media path like \"/media/<name>\"", c))
+		if len(c) > MaxCoverLen || !ids.IsMediaFilePath(c) {
+			probs = append(probs, fmt.Sprintf("cover_media %q must be empty or the path of a media file, \"/media/<hash>.<ext>\" as the media library lists it", c))
 		}
 	}
 	for _, s := range []*string{f.Title, f.Summary, f.BodyMarkdown} {
-		if s != nil && !utf8.ValidString(*s) {
-			probs = append(probs, "text must be valid UTF-8")
+		if s != nil && !ids.IsText(*s) {
+			probs = append(probs, "text must be valid UTF-8 without NUL characters")
 			break
 		}
 	}
@@ -110,7 +110,7 @@ func validate(f Fields) error {
 }
 
 func checkID(id string) error {
-	if _, err := uuid.Parse(id); err != nil {
+	if !ids.IsUUID(id) {
 		return invalid("id %q is not an article id (a UUID such as 3f2b…)", id)
 	}
 	return nil
@@ -131,13 +131,15 @@ func (s *Service) Create(ctx context.Context, p authz.Principal, f Fields) (*Art
 		return nil, err
 	}
 	a := &Article{
-		Title:      strings.TrimSpace(*f.Title),
-		AuthorID:   p.UserID,
-		AuthorName: p.Name,
+		Title:    strings.TrimSpace(*f.Title),
+		AuthorID: p.UserID,
+		// The byline is the name only: an e-mail address is never published,
+		// so an author without a name gets no byline.
+		AuthorName: strings.TrimSpace(p.Name),
 		SlugAuto:   f.Slug == nil || *f.Slug == "",
 	}
-	if a.AuthorName == "" {
-		a.AuthorName = p.Email
+	if strings.Contains(a.AuthorName, "@") {
+		a.AuthorName = ""
 	}
 	if f.Summary != nil {
 		a.Summary = *f.Summary
@@ -391,6 +393,9 @@ func (s *Service) Get(ctx context.Context, p authz.Principal, id, slug string) (
 		}
 		a, err = getByID(ctx, s.store.pool, id, false)
 	case slug != "":
+		if ValidateSlug(slug) != nil {
+			return nil, errNotFound // no article can have it
+		}
 		a, err = getBySlug(ctx, s.store.pool, slug)
 	default:
 		return nil, invalid("give the article's id or slug")
@@ -423,8 +428,13 @@ func (s *Service) List(ctx context.Context, p authz.Principal, q ListQuery) ([]*
 	if q.PageSize == 0 {
 		q.PageSize = DefaultPage
 	}
+	if q.AuthorID != "" && !ids.IsUUID(q.AuthorID) {
+		return nil, "", invalid("author_id %q is not a user id (a UUID)", q.AuthorID)
+	}
 	f := ListFilter{Status: q.Status, AuthorID: q.AuthorID, Limit: q.PageSize + 1, AllDrafts: p.IsAdmin()}
-	if p.Authenticated() {
+	// Own drafts are listed to whoever may still edit them: an author who
+	// lost the role no longer sees them, as GetArticle no longer shows them.
+	if p.CanCreateArticle() {
 		f.ViewerID = p.UserID
 	}
 	if q.PageToken != "" {

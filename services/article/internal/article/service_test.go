@@ -400,3 +400,61 @@ func TestSlugRetryDrawsRandomSuffix(t *testing.T) {
 		seen[s] = true
 	}
 }
+
+// A cover is a media file and nothing else: a path that only starts with
+// /media/ can name any route of the site once the browser resolves it.
+func TestCoverMustBeAMediaFile(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	good := "/media/" + strings.Repeat("ab", 32) + ".png"
+	if _, err := e.client.CreateArticle(ctx, req(t, e, authorA, &articlev1.CreateArticleRequest{Title: "Good", CoverMedia: good})); err != nil {
+		t.Fatalf("a media file as cover: %v", err)
+	}
+	for _, bad := range []string{"/media/../auth/renew", "/media/%2e%2e/auth/renew", "/media/api/items",
+		"/media/" + strings.Repeat("ab", 32) + ".png?x", "https://evil.example/x.png", "/auth/renew"} {
+		_, err := e.client.CreateArticle(ctx, req(t, e, authorA, &articlev1.CreateArticleRequest{Title: "Bad", CoverMedia: bad}))
+		if codeOf(err) != connect.CodeInvalidArgument {
+			t.Errorf("cover %q: got %v, want InvalidArgument", bad, err)
+		}
+	}
+}
+
+// The byline never carries the author's e-mail address.
+func TestBylineNeverShowsAnEmailAddress(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	r := connect.NewRequest(&articlev1.CreateArticleRequest{Title: "Nameless"})
+	tok, err := e.signer.Sign(authorA.id, "nameless@example.com", "", authorA.roles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Header().Set("Authorization", "Bearer "+tok)
+	res, err := e.client.CreateArticle(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := res.Msg.GetArticle().GetAuthorName(); strings.Contains(n, "@") {
+		t.Fatalf("byline %q shows an e-mail address", n)
+	}
+}
+
+// An author who lost the role no longer lists the drafts they wrote, just
+// as they can no longer open or edit them.
+func TestDemotedAuthorNoLongerListsTheirDrafts(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := e.client.CreateArticle(ctx, req(t, e, authorA, &articlev1.CreateArticleRequest{Title: "Secret draft"})); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.client.ListArticles(ctx, req(t, e, authorA, &articlev1.ListArticlesRequest{}))
+	if err != nil || len(res.Msg.GetArticles()) != 1 {
+		t.Fatalf("the author lists %d drafts (%v), want 1", len(res.Msg.GetArticles()), err)
+	}
+	demoted := caller{name: "demoted", id: authorA.id, roles: []string{"reader"}}
+	for _, status := range []articlev1.ArticleStatus{articlev1.ArticleStatus_ARTICLE_STATUS_UNSPECIFIED, articlev1.ArticleStatus_ARTICLE_STATUS_DRAFT} {
+		res, err = e.client.ListArticles(ctx, req(t, e, demoted, &articlev1.ListArticlesRequest{Status: status}))
+		if err != nil || len(res.Msg.GetArticles()) != 0 {
+			t.Fatalf("a demoted author lists %d drafts (%v), want 0", len(res.Msg.GetArticles()), err)
+		}
+	}
+}

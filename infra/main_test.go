@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"pressroom.dev/infra/cluster"
+	"pressroom.dev/infra/cluster/boottest"
 	"pressroom.dev/infra/cluster/cloudmock"
 	"pressroom.dev/infra/network"
 	"pressroom.dev/infra/platform"
@@ -184,27 +186,53 @@ func firewallRules(t *testing.T, fw cloudmock.Resource, key string, peers string
 	return out
 }
 
-// cloudInit parses a droplet's user data into its K3s config and bootstrap script.
+// cloudInit boots a droplet's user data in a scratch root (boottest) and
+// returns its K3s config, the script, and every file it wrote.
 func cloudInit(t *testing.T, d cloudmock.Resource) (k3s map[string]any, script string, files map[string]string) {
 	t.Helper()
 	ud := str(d.Inputs["userData"])
 	if !d.Inputs["userData"].IsSecret() {
 		t.Errorf("%s: user data carries CA keys and the token and must be secret", d.Name)
 	}
-	var ci struct {
-		WriteFiles []struct{ Path, Content string } `yaml:"write_files"`
+	m := regexp.MustCompile(`(?m)^version='([^']+)'$`).FindStringSubmatch(ud)
+	if m == nil {
+		t.Fatalf("%s: user data names no K3s version:\n%.300s", d.Name, ud)
 	}
-	if err := yaml.Unmarshal([]byte(ud), &ci); err != nil {
-		t.Fatal(err)
+	n := boottest.New(t)
+	const meta = "http://169.254.169.254/metadata/v1/interfaces/"
+	n.Fixtures[meta+"private/0/ipv4/address"] = str(d.Outputs["ipv4AddressPrivate"])
+	n.Fixtures[meta+"public/0/ipv4/address"] = str(d.Outputs["ipv4Address"])
+	binary := "k3s " + m[1] + "\n"
+	n.Fixtures[cluster.InstallScriptURL(m[1])] = boottest.Installer
+	n.Fixtures[cluster.BinaryURL(m[1])] = binary
+	n.Fixtures[cluster.ChecksumsURL(m[1])] = boottest.SHA256(binary) + "  k3s\n"
+	if dev := regexp.MustCompile(`/dev/disk/by-id/scsi-0DO_Volume_[a-z0-9-]+`).FindString(ud); dev != "" {
+		n.Device(dev)
+	}
+	r := n.Run(ud)
+	if r.Err != nil {
+		t.Fatalf("%s: user data failed to boot: %v\n%s", d.Name, r.Err, r.Stderr)
 	}
 	files = map[string]string{}
-	for _, f := range ci.WriteFiles {
-		files[f.Path] = f.Content
+	for p, f := range r.Files {
+		files[p] = f.Content
 	}
 	if err := yaml.Unmarshal([]byte(files[cluster.K3sConfig]), &k3s); err != nil {
 		t.Fatal(err)
 	}
-	return k3s, files[cluster.BootstrapScript], files
+	return k3s, ud, files
+}
+
+// stackK3sVersion is the K3s release a stack file pins.
+func stackK3sVersion(t *testing.T, stack string) string {
+	t.Helper()
+	var c struct {
+		K3sVersion string `json:"k3sVersion"`
+	}
+	if err := json.Unmarshal([]byte(stackConfig(t, stack, nil)["pressroom:cluster"]), &c); err != nil || c.K3sVersion == "" {
+		t.Fatalf("%s stack file: cluster.k3sVersion: %v", stack, err)
+	}
+	return c.K3sVersion
 }
 
 func caByCN(t *testing.T, m *cloudmock.Mocks, cn string) *x509.Certificate {
@@ -297,8 +325,8 @@ func TestStagingGraph(t *testing.T) {
 	// The node: pinned K3s, CA files, tls-san, replacement safety.
 	d := m.ByType(tDroplet)[0]
 	k3s, script, files := cloudInit(t, d)
-	if !strings.Contains(script, "INSTALL_K3S_VERSION='v1.31.4+k3s1'") {
-		t.Errorf("bootstrap does not pin K3s: %s", script)
+	if v := stackK3sVersion(t, "staging"); files[cluster.InstalledStamp] != v+"\n" || !strings.Contains(script, cluster.BinaryURL(v)) {
+		t.Errorf("bootstrap does not install the pinned K3s: %s", script)
 	}
 	for _, f := range []string{"server-ca.crt", "server-ca.key", "client-ca.crt", "client-ca.key", "request-header-ca.crt",
 		"request-header-ca.key", "etcd/server-ca.crt", "etcd/peer-ca.crt", "service.key"} {
@@ -309,8 +337,9 @@ func TestStagingGraph(t *testing.T) {
 	if sans := fmt.Sprint(k3s["tls-san"]); sans != "[198.51.100.7 k8s.staging.example.com]" {
 		t.Errorf("tls-san %s", sans)
 	}
-	if k3s["cluster-init"] != nil || k3s["server"] != nil {
-		t.Errorf("single node must not use embedded etcd flags: %v", k3s)
+	// embedded etcd even alone, so servers can join later
+	if k3s["cluster-init"] != true || k3s["server"] != nil {
+		t.Errorf("a single server starts embedded etcd and joins nothing: %v", k3s)
 	}
 	if !reflect.DeepEqual(d.IgnoreChanges, []string{"userData", "image", "sshKeys"}) {
 		t.Errorf("droplet ignoreChanges %v", d.IgnoreChanges)
@@ -442,6 +471,15 @@ func TestProdGraphIsHAAndProtected(t *testing.T) {
 	if !m.ByType(tVolume)[0].Protect {
 		t.Error("prod volume must be protected")
 	}
+	// What a running cluster cannot get back: its CAs, service-account key
+	// and join token.
+	for _, typ := range []string{"tls:index/privateKey:PrivateKey", tSelfSigned, "random:index/randomPassword:RandomPassword"} {
+		for _, res := range m.ByType(typ) {
+			if strings.HasPrefix(res.Name, "cluster-") && !strings.HasPrefix(res.Name, "cluster-admin") && !res.Protect {
+				t.Errorf("prod %s %s must be protected", typ, res.Name)
+			}
+		}
+	}
 	// etcd ports open only inside the VPC.
 	fw := m.ByType(tFirewall)[0]
 	etcd := 0
@@ -459,6 +497,24 @@ func TestProdGraphIsHAAndProtected(t *testing.T) {
 	if etcd != 1 {
 		t.Errorf("%d etcd rules, want 1", etcd)
 	}
+	// Only the volume holder is deleted before its replacement is created:
+	// DigitalOcean attaches a volume to one droplet at a time.
+	for i, d := range drops {
+		if d.DeleteBeforeReplace != (i == 0) {
+			t.Errorf("droplet %s deleteBeforeReplace = %v", d.Name, d.DeleteBeforeReplace)
+		}
+	}
+	// Hairpin: each name's A records are exactly the servers' external IPs,
+	// which ServiceLB puts in Traefik's LoadBalancer status and kube-proxy
+	// then answers inside the cluster.
+	external := map[string]bool{}
+	for _, d := range drops {
+		k3s, _, _ := cloudInit(t, d)
+		external[fmt.Sprint(k3s["node-external-ip"])] = true
+		if k3s["advertise-address"] != k3s["node-ip"] || !strings.HasPrefix(fmt.Sprint(k3s["node-ip"]), "10.110.") {
+			t.Errorf("%s: the API must advertise its VPC address: %v", d.Name, k3s)
+		}
+	}
 	// DNS points at all three servers.
 	recs := m.ByType(tRecord)
 	if len(recs) != 6 {
@@ -470,6 +526,9 @@ func TestProdGraphIsHAAndProtected(t *testing.T) {
 	}
 	if !reflect.DeepEqual(targets, map[string]bool{"198.51.100.7": true, "203.0.113.12": true, "203.0.113.13": true}) {
 		t.Errorf("DNS targets %v", targets)
+	}
+	if !reflect.DeepEqual(targets, external) {
+		t.Errorf("DNS targets %v, servers' external IPs %v", targets, external)
 	}
 	if len(m.ByType("digitalocean:index/sshKey:SshKey")) != 1 || r.outputs["sshPrivateKey"] != nil {
 		t.Error("prod lists its own key: no key is generated")

@@ -58,7 +58,9 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	child := pulumi.Parent(c)
 	protect := pulumi.Protect(args.Protect)
 
-	pki, err := NewPKI(ctx, name, child)
+	// The CAs, the service-account key and the token cannot be regenerated
+	// for a running cluster: a new one locks every later `up` out of it.
+	pki, err := NewPKI(ctx, name, child, protect)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +68,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	token, err := random.NewRandomPassword(ctx, name+"-token", &random.RandomPasswordArgs{
 		Length:  pulumi.Int(48),
 		Special: pulumi.Bool(false),
-	}, child)
+	}, child, protect)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: token: %w", err)
 	}
@@ -102,16 +104,26 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	// upgraded in place (see README, "Replacement policy").
 	nodeOpts := []pulumi.ResourceOption{child, protect, pulumi.IgnoreChanges([]string{"userData", "image", "sshKeys"})}
 	tags := pulumi.StringArray{args.Network.Tag, pulumi.String("k3s-server")}
+	if !Pinned(args.K3sVersion) {
+		_ = ctx.Log.Warn(fmt.Sprintf("K3s %s has no checksums pinned in infra/cluster/release.go: new servers check its binary only against the release's own sha256sum-amd64.txt; pin it before the next up", args.K3sVersion), nil)
+	}
 
 	var joinURL pulumi.StringOutput
 	for i := 0; i < args.Nodes; i++ {
-		spec := NodeSpec{Index: i, K3sVersion: args.K3sVersion, ClusterInit: args.Nodes > 1 && i == 0}
+		// The first server always starts embedded etcd, even alone, so
+		// servers can join it later (a single K3s server on SQLite cannot
+		// take them).
+		spec := NodeSpec{Index: i, K3sVersion: args.K3sVersion, ClusterInit: i == 0}
 		var volumeIDs pulumi.StringArrayInput
+		dopts := nodeOpts
 		if i == 0 {
 			spec.VolumeName = volName
 			volumeIDs = pulumi.StringArray{vol.ID().ToStringOutput()}
+			// DigitalOcean attaches a volume to one droplet at a time: a
+			// replacement must release it before the new droplet claims it.
+			dopts = append(append([]pulumi.ResourceOption{}, nodeOpts...), pulumi.DeleteBeforeReplace(true))
 		}
-		inputs := []any{token.Result, files, sans}
+		inputs := []any{token.Result, files, sans, rip.IpAddress}
 		if i > 0 {
 			inputs = append(inputs, joinURL)
 		}
@@ -120,8 +132,11 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 			s.Token = v[0].(string)
 			s.CAFiles = v[1].(map[string]string)
 			s.TLSSANs = v[2].([]string)
-			if len(v) > 3 {
-				s.JoinURL = v[3].(string)
+			if s.Index == 0 {
+				s.ExternalIP = v[3].(string) // DNS gives the reserved IP for the first server
+			}
+			if len(v) > 4 {
+				s.JoinURL = v[4].(string)
 			}
 			return UserData(s)
 		})).(pulumi.StringOutput)
@@ -136,7 +151,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 			Monitoring: pulumi.Bool(true),
 			UserData:   userData,
 			VolumeIds:  volumeIDs,
-		}, nodeOpts...)
+		}, dopts...)
 		if err != nil {
 			return nil, fmt.Errorf("cluster: node %d: %w", i+1, err)
 		}

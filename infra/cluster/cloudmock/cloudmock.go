@@ -30,16 +30,18 @@ import (
 
 // Resource is one recorded registration.
 type Resource struct {
-	Type          string
-	Name          string
-	Inputs        resource.PropertyMap
-	Outputs       resource.PropertyMap
-	Protect       bool
-	IgnoreChanges []string
-	Parent        string
-	Provider      string
-	Deps          []string // URNs of explicit dependencies
-	Custom        bool
+	Type    string
+	Name    string
+	Inputs  resource.PropertyMap
+	Outputs resource.PropertyMap
+	Protect bool
+	// DeleteBeforeReplace: a replacement deletes the old resource first.
+	DeleteBeforeReplace bool
+	IgnoreChanges       []string
+	Parent              string
+	Provider            string
+	Deps                []string // URNs of explicit dependencies
+	Custom              bool
 }
 
 // Mocks records resources and answers with realistic outputs.
@@ -164,6 +166,7 @@ func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 	r := Resource{Type: args.TypeToken, Name: args.Name, Inputs: in, Outputs: out, Provider: args.Provider, Custom: args.Custom}
 	if rpc := args.RegisterRPC; rpc != nil {
 		r.Protect = rpc.GetProtect()
+		r.DeleteBeforeReplace = rpc.GetDeleteBeforeReplace()
 		r.IgnoreChanges = rpc.GetIgnoreChanges()
 		r.Parent = rpc.GetParent()
 		r.Deps = rpc.GetDependencies()

@@ -10,6 +10,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/gin-gonic/gin"
 
+	"pressroom.dev/kit/ids"
 	articlev1 "pressroom.dev/proto/gen/article/v1"
 	authv1 "pressroom.dev/proto/gen/auth/v1"
 )
@@ -96,7 +97,7 @@ func (f editorForm) validate() string {
 	if len(f.Title) > 200 {
 		probs = append(probs, "shorten the title to 200 characters")
 	}
-	if f.Cover != "" && !strings.HasPrefix(f.Cover, "/media/") {
+	if f.Cover != "" && !ids.IsMediaFilePath(f.Cover) {
 		probs = append(probs, "pick the cover image from the media library")
 	}
 	if len(probs) == 0 {
@@ -310,7 +311,8 @@ func (a *App) mediaUpload(c *gin.Context) {
 	defer f.Close()
 	if _, err := a.opt.Media.Upload(c.Request.Context(), accessToken(c), fh.Filename, fh.Header.Get("Content-Type"), f); err != nil {
 		var me *MediaError
-		if errors.As(err, &me) && me.Status >= 400 && me.Status < 500 && me.Status != http.StatusUnauthorized {
+		if errors.As(err, &me) && me.Status >= 400 && me.Status < 500 && me.Status != http.StatusUnauthorized &&
+			me.Status != http.StatusTooManyRequests {
 			a.uploadError(c, me.Status, "Upload refused: "+me.Message)
 			return
 		}

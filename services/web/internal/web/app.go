@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -23,6 +24,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"pressroom.dev/kit/authz"
+	"pressroom.dev/kit/ids"
 	"pressroom.dev/kit/token"
 	"pressroom.dev/proto/gen/article/v1/articlev1connect"
 	"pressroom.dev/proto/gen/auth/v1/authv1connect"
@@ -81,7 +83,7 @@ func New(o Options) (*App, error) {
 
 // Register mounts every route on the engine (and its 404 page).
 func (a *App) Register(e *gin.Engine) {
-	e.Use(a.recoverPage, a.securityHeaders, a.limitBody, a.identify, a.refreshExpired)
+	e.Use(a.recoverPage, a.securityHeaders, a.limitBody, a.checkParams, a.identify, a.refreshExpired)
 	sub, _ := fs.Sub(staticFS, "static")
 	static := http.StripPrefix("/static/", http.FileServer(http.FS(sub)))
 	e.GET("/static/*file", func(c *gin.Context) {
@@ -95,12 +97,18 @@ func (a *App) Register(e *gin.Engine) {
 		e.HEAD(path, h)
 	}
 
+	// GET and HEAD never change the session: an image in an article or a
+	// page elsewhere can make a browser send them. The GETs here render a
+	// form whose POST does the change (the callback is the OIDC redirect,
+	// bound to this browser's state cookie).
 	e.GET("/login", a.login)
 	e.GET("/logout", a.logoutPage)
-	e.GET("/auth/login", a.authLogin)
+	e.GET("/auth/login", a.authLoginPage)
+	e.POST("/auth/login", a.authLogin)
 	e.GET("/auth/callback", a.callback)
-	e.GET("/auth/refresh", a.refresh)
-	e.GET("/auth/renew", a.renew)
+	e.GET("/auth/refresh", a.refreshPage)
+	e.POST("/auth/refresh", a.refresh)
+	e.POST("/auth/renew", a.renew)
 	e.POST("/auth/logout", a.requireCSRF, a.logout)
 
 	ad := e.Group("/admin", a.requireStaff)
@@ -137,6 +145,24 @@ func (a *App) limitBody(c *gin.Context) {
 	}
 	if c.Request.Body != nil && c.Request.Body != http.NoBody { // a page view has none: no wrapper to allocate
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, n)
+	}
+	c.Next()
+}
+
+// checkParams refuses route parameters and page tokens no service could
+// hold (NUL bytes, invalid UTF-8, absurd lengths) before any handler sends
+// them on: a protobuf string cannot even carry invalid UTF-8, and Postgres
+// refuses NUL. The services check the rest (ids, slugs, tokens) themselves.
+func (a *App) checkParams(c *gin.Context) {
+	for _, p := range c.Params {
+		if !ids.IsText(p.Value) || len(p.Value) > 512 {
+			a.problem(c, http.StatusNotFound, "")
+			return
+		}
+	}
+	if v, ok := c.GetQuery("after"); ok && (!ids.IsText(v) || len(v) > 1024) {
+		a.problem(c, http.StatusBadRequest, "That page link is not valid: start again from the first page.")
+		return
 	}
 	c.Next()
 }
@@ -280,6 +306,8 @@ func (a *App) problem(c *gin.Context, status int, msg string) {
 		title, def = "Not allowed", "You don't have access to this page."
 	case http.StatusBadRequest:
 		title, def = "Bad request", "That request didn't make sense to us."
+	case http.StatusTooManyRequests:
+		title, def = "Too many requests", "Too many requests right now. Please try again in a minute."
 	case http.StatusServiceUnavailable:
 		title, def = "Temporarily unavailable", "A part of the site is not answering right now. Please try again in a moment."
 	}
@@ -307,6 +335,8 @@ func (a *App) fail(c *gin.Context, err error) {
 	case connect.CodeUnavailable, connect.CodeDeadlineExceeded:
 		a.log.WarnContext(c.Request.Context(), "service unavailable", "err", err)
 		a.problem(c, http.StatusServiceUnavailable, "")
+	case connect.CodeResourceExhausted:
+		a.tooMany(c, err)
 	default:
 		var me *MediaError
 		if errors.As(err, &me) {
@@ -320,6 +350,8 @@ func (a *App) fail(c *gin.Context, err error) {
 
 func (a *App) mediaFail(c *gin.Context, me *MediaError) {
 	switch me.Status {
+	case http.StatusTooManyRequests:
+		a.tooMany(c, me)
 	case http.StatusNotFound:
 		a.problem(c, http.StatusNotFound, "")
 	case http.StatusUnauthorized:
@@ -333,6 +365,27 @@ func (a *App) mediaFail(c *gin.Context, me *MediaError) {
 		}
 		a.problem(c, http.StatusBadRequest, me.Message)
 	}
+}
+
+// tooMany answers a limit a service applied: 429 with when to try again,
+// and nothing else changes (no cookie is touched, nothing is logged as an
+// error: a limit working is not a failure).
+func (a *App) tooMany(c *gin.Context, err error) {
+	wait := 60
+	var ce *connect.Error
+	var me *MediaError
+	switch {
+	case errors.As(err, &ce):
+		if n, perr := strconv.Atoi(ce.Meta().Get("Retry-After")); perr == nil && n > 0 {
+			wait = n
+		}
+	case errors.As(err, &me) && me.RetryAfter > 0:
+		wait = me.RetryAfter
+	}
+	a.log.InfoContext(c.Request.Context(), "refused by a rate limit", "path", c.Request.URL.Path, "retry_after_s", wait)
+	c.Header("Retry-After", strconv.Itoa(wait))
+	c.Header("Cache-Control", "no-store")
+	a.problem(c, http.StatusTooManyRequests, fmt.Sprintf("Too many requests from your network right now. Please try again in %d seconds.", wait))
 }
 
 // errMessage is the user-facing part of an error: a Connect message from a

@@ -37,6 +37,14 @@ type fakeArticles struct {
 	lastTok  string
 	failWith error         // returned by the next call, then cleared
 	gate     chan struct{} // when set, every call waits for it to close (or its request to end)
+	limited  bool          // every call is refused by a rate limit
+}
+
+// rateLimited is what a service's limit answers (auth's, with Retry-After).
+func rateLimited() error {
+	ce := connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("too many requests from this address: retry in 17s"))
+	ce.Meta().Set("Retry-After", "17")
+	return ce
 }
 
 func newFakeArticles() *fakeArticles {
@@ -55,6 +63,9 @@ func (f *fakeArticles) enter(ctx context.Context, name string) (authz.Principal,
 	p, _ := authz.FromContext(ctx)
 	failWith := f.failWith
 	f.failWith = nil
+	if f.limited {
+		failWith = rateLimited()
+	}
 	if gate := f.gate; gate != nil {
 		f.mu.Unlock()
 		select {
@@ -276,6 +287,28 @@ type fakeAuth struct {
 	setRoles map[string][]string
 	lastXFF  string
 	returnTo string // what FinishSignIn answers; "" = /admin
+	calls    map[string]int
+	limited  bool // every call is refused by a rate limit
+}
+
+// enter counts a call and applies the rate limit when one is on.
+func (f *fakeAuth) enter(name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.calls == nil {
+		f.calls = map[string]int{}
+	}
+	f.calls[name]++
+	if f.limited {
+		return rateLimited()
+	}
+	return nil
+}
+
+func (f *fakeAuth) callCount(name string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[name]
 }
 
 func (f *fakeAuth) tokens(u *authv1.User) *authv1.Tokens {
@@ -299,6 +332,9 @@ func (f *fakeAuth) user(id string) *authv1.User {
 }
 
 func (f *fakeAuth) StartSignIn(_ context.Context, req *connect.Request[authv1.StartSignInRequest]) (*connect.Response[authv1.StartSignInResponse], error) {
+	if err := f.enter("StartSignIn"); err != nil {
+		return nil, err
+	}
 	f.mu.Lock()
 	f.lastXFF = req.Header().Get("X-Forwarded-For")
 	f.mu.Unlock()
@@ -307,6 +343,9 @@ func (f *fakeAuth) StartSignIn(_ context.Context, req *connect.Request[authv1.St
 }
 
 func (f *fakeAuth) FinishSignIn(_ context.Context, req *connect.Request[authv1.FinishSignInRequest]) (*connect.Response[authv1.FinishSignInResponse], error) {
+	if err := f.enter("FinishSignIn"); err != nil {
+		return nil, err
+	}
 	u := f.user(strings.TrimPrefix(req.Msg.Code, "code-"))
 	if u == nil || req.Msg.State != "st-123" {
 		return nil, connectkit.InvalidArgument("the sign-in code is invalid or expired")
@@ -321,6 +360,9 @@ func (f *fakeAuth) FinishSignIn(_ context.Context, req *connect.Request[authv1.F
 }
 
 func (f *fakeAuth) Refresh(_ context.Context, req *connect.Request[authv1.RefreshRequest]) (*connect.Response[authv1.RefreshResponse], error) {
+	if err := f.enter("Refresh"); err != nil {
+		return nil, err
+	}
 	u := f.user(strings.TrimPrefix(req.Msg.RefreshToken, "rt-"))
 	if u == nil {
 		return nil, connectkit.Unauthenticated("refresh token is invalid")
@@ -329,6 +371,9 @@ func (f *fakeAuth) Refresh(_ context.Context, req *connect.Request[authv1.Refres
 }
 
 func (f *fakeAuth) SignOut(_ context.Context, req *connect.Request[authv1.SignOutRequest]) (*connect.Response[authv1.SignOutResponse], error) {
+	if err := f.enter("SignOut"); err != nil {
+		return nil, err
+	}
 	f.mu.Lock()
 	f.signOuts = append(f.signOuts, req.Msg.RefreshToken)
 	f.mu.Unlock()
@@ -336,6 +381,9 @@ func (f *fakeAuth) SignOut(_ context.Context, req *connect.Request[authv1.SignOu
 }
 
 func (f *fakeAuth) ListUsers(ctx context.Context, req *connect.Request[authv1.ListUsersRequest]) (*connect.Response[authv1.ListUsersResponse], error) {
+	if err := f.enter("ListUsers"); err != nil {
+		return nil, err
+	}
 	if p, _ := authz.FromContext(ctx); !p.CanManageUsers() {
 		return nil, connectkit.PermissionDenied("admins only")
 	}
@@ -351,6 +399,9 @@ func (f *fakeAuth) ListUsers(ctx context.Context, req *connect.Request[authv1.Li
 }
 
 func (f *fakeAuth) SetRoles(ctx context.Context, req *connect.Request[authv1.SetRolesRequest]) (*connect.Response[authv1.SetRolesResponse], error) {
+	if err := f.enter("SetRoles"); err != nil {
+		return nil, err
+	}
 	if p, _ := authz.FromContext(ctx); !p.CanManageUsers() {
 		return nil, connectkit.PermissionDenied("admins only")
 	}
@@ -374,9 +425,20 @@ type fakeMedia struct {
 	mu       sync.Mutex
 	items    []MediaItem
 	uploads  [][]byte
+	calls    int
+	limited  bool // every request is refused by a rate limit
 }
 
 func (f *fakeMedia) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	f.calls++
+	limited := f.limited
+	f.mu.Unlock()
+	if limited {
+		w.Header().Set("Retry-After", "17")
+		http.Error(w, `{"error":"too many uploads"}`, http.StatusTooManyRequests)
+		return
+	}
 	auth := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 	claims, err := f.verifier.Verify(auth)
 	if err != nil {

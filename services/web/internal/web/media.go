@@ -9,6 +9,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -32,8 +33,9 @@ func (m MediaItem) IsImage() bool { return strings.HasPrefix(m.ContentType, "ima
 
 // MediaError is a refusal from the media service, with its message for the page.
 type MediaError struct {
-	Status  int
-	Message string
+	Status     int
+	Message    string
+	RetryAfter int // seconds, from a 429's Retry-After
 }
 
 func (e *MediaError) Error() string { return fmt.Sprintf("media: %d %s", e.Status, e.Message) }
@@ -144,7 +146,8 @@ func (c *MediaClient) do(req *http.Request, tok string, out any) error {
 		if len(msg) > 300 || msg == "" {
 			msg = http.StatusText(resp.StatusCode)
 		}
-		return &MediaError{Status: resp.StatusCode, Message: msg}
+		ra, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+		return &MediaError{Status: resp.StatusCode, Message: msg, RetryAfter: ra}
 	}
 	if out == nil || len(body) == 0 {
 		return nil

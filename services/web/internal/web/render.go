@@ -8,16 +8,22 @@ import (
 	"fmt"
 	"html/template"
 	"io/fs"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/microcosm-cc/bluemonday"
 	"github.com/yuin/goldmark"
+	"github.com/yuin/goldmark/ast"
 	"github.com/yuin/goldmark/extension"
+	"github.com/yuin/goldmark/parser"
+	"github.com/yuin/goldmark/text"
+	"github.com/yuin/goldmark/util"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"pressroom.dev/kit/authz"
+	"pressroom.dev/kit/ids"
 	articlev1 "pressroom.dev/proto/gen/article/v1"
 	authv1 "pressroom.dev/proto/gen/auth/v1"
 )
@@ -41,9 +47,40 @@ func NewMarkdown() *Markdown {
 	p.AllowAttrs("class").Matching(bluemonday.SpaceSeparatedTokens).OnElements("code", "pre")
 	p.RequireNoReferrerOnLinks(true)
 	return &Markdown{
-		md:     goldmark.New(goldmark.WithExtensions(extension.GFM, extension.Typographer)),
+		md: goldmark.New(goldmark.WithExtensions(extension.GFM, extension.Typographer),
+			goldmark.WithParserOptions(parser.WithASTTransformers(util.Prioritized(imagesOnlyMediaOrHTTPS{}, 1000)))),
 		policy: p,
 	}
+}
+
+// imagesOnlyMediaOrHTTPS keeps an image in a body only when it is a media
+// file or an https URL: the browser fetches images by itself, so any other
+// same-site path would be a request the author makes every reader send.
+// Other images become their alt text.
+type imagesOnlyMediaOrHTTPS struct{}
+
+func (imagesOnlyMediaOrHTTPS) Transform(doc *ast.Document, reader text.Reader, _ parser.Context) {
+	var drop []*ast.Image
+	_ = ast.Walk(doc, func(n ast.Node, entering bool) (ast.WalkStatus, error) {
+		if img, ok := n.(*ast.Image); ok && entering && !AllowedImage(string(img.Destination)) {
+			drop = append(drop, img)
+		}
+		return ast.WalkContinue, nil
+	})
+	for _, img := range drop {
+		alt := ast.NewString(img.Text(reader.Source())) //nolint:staticcheck // the alt text as written
+		img.Parent().ReplaceChild(img.Parent(), img, alt)
+	}
+}
+
+// AllowedImage is what an authored image may point at: a media file, or
+// an https URL on another host.
+func AllowedImage(src string) bool {
+	if ids.IsMediaFilePath(src) {
+		return true
+	}
+	u, err := url.Parse(src)
+	return err == nil && u.Scheme == "https" && u.Host != "" && u.User == nil
 }
 
 // Render converts Markdown to safe HTML.
@@ -88,7 +125,7 @@ type renderer struct {
 }
 
 var pageNames = []string{"home", "article", "author", "error",
-	"admin_articles", "admin_editor", "admin_confirm", "admin_media", "admin_users", "renew"}
+	"admin_articles", "admin_editor", "admin_confirm", "admin_media", "admin_users", "renew", "continue"}
 
 func newRenderer() (*renderer, error) {
 	r := &renderer{pages: map[string]*template.Template{}, staticHash: map[string]string{}}
@@ -126,7 +163,14 @@ func newRenderer() (*renderer, error) {
 		"published": func(a *articlev1.Article) bool {
 			return a.GetStatus() == articlev1.ArticleStatus_ARTICLE_STATUS_PUBLISHED
 		},
-		"image":     func(it MediaItem) bool { return it.IsImage() },
+		"image": func(it MediaItem) bool { return it.IsImage() },
+		// A cover stored before covers were checked is shown only if it is a media file.
+		"cover": func(p string) string {
+			if ids.IsMediaFilePath(p) {
+				return p
+			}
+			return ""
+		},
 		"bytes":     formatBytes,
 		"roleNames": func() []string { return []string{"admin", "author", "reader"} },
 		"hasRole":   func(u *authv1.User, r string) bool { return slices.Contains(u.GetRoles(), r) },

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
-	"net"
 	"net/http"
 	"net/url"
 	"sort"
@@ -33,24 +32,8 @@ var withToken = connectkit.WithToken
 // fwd builds an auth request carrying the browser's address, which auth rate-limits by.
 func fwd[T any](c *gin.Context, msg *T) *connect.Request[T] {
 	r := connect.NewRequest(msg)
-	r.Header().Set("X-Forwarded-For", clientIP(c.Request))
+	r.Header().Set("X-Forwarded-For", c.ClientIP())
 	return r
-}
-
-// clientIP is the right-most X-Forwarded-For entry (the one our own proxy
-// added; anything left of it came from the client), else the peer address.
-func clientIP(r *http.Request) string {
-	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-		parts := strings.Split(xff, ",")
-		if ip := strings.TrimSpace(parts[len(parts)-1]); ip != "" {
-			return ip
-		}
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 func (a *App) setCookie(c *gin.Context, name, value, path string, maxAge int, sameSite http.SameSite) {
@@ -80,22 +63,71 @@ func maxAge(ts *timestamppb.Timestamp, now time.Time, def time.Duration) int {
 	return int(d.Seconds())
 }
 
-// login is the public entry point; /auth/login sees the refresh cookie.
+// continueData is a page whose form is sent at once by continue.js (or by
+// its button without JavaScript).
+type continueData struct {
+	Message, Action, Button string
+	Fields                  []replayField
+}
+
+// sessionPage renders the page that turns a GET into the POST that changes
+// the session: a GET (a link, an image in an article, a page elsewhere)
+// never changes it by itself.
+func (a *App) sessionPage(c *gin.Context, title, msg, action, button, ret string) {
+	c.Header("Cache-Control", "no-store")
+	a.page(c, http.StatusOK, "continue", &Page{Title: title, NoIndex: true, Data: continueData{
+		Message: msg, Action: action, Button: button, Fields: []replayField{{Name: "return_to", Value: ret}}}})
+}
+
+// sameOriginPost admits a POST that changes the session only when this site
+// sent it: browsers name the sending page's origin on every POST.
+func (a *App) sameOriginPost(c *gin.Context) bool {
+	o := c.GetHeader("Origin")
+	if o == a.origin || (o == "" && c.GetHeader("Sec-Fetch-Site") == "same-origin") {
+		return true
+	}
+	a.problem(c, http.StatusForbidden, "This request was sent from another site, so it was refused.")
+	return false
+}
+
+// login is the public entry point: a page whose form starts the sign-in.
 func (a *App) login(c *gin.Context) {
-	c.Redirect(http.StatusFound, "/auth/login?return_to="+url.QueryEscape(redirect.LocalPath(c.Query("return_to"))))
+	ret := signInReturn(c.Query("return_to"))
+	if principal(c).Authenticated() {
+		c.Redirect(http.StatusFound, ret)
+		return
+	}
+	a.sessionPage(c, "Sign in", "Taking you to the sign-in page…", "/auth/login", "Sign in", ret)
+}
+
+func signInReturn(q string) string {
+	ret := redirect.LocalPath(q)
+	if ret == "/login" || strings.HasPrefix(ret, "/auth/") {
+		ret = "/"
+	}
+	return ret
+}
+
+// authLoginPage: old links to /auth/login go through the sign-in page.
+func (a *App) authLoginPage(c *gin.Context) {
+	c.Redirect(http.StatusFound, "/login?return_to="+url.QueryEscape(signInReturn(c.Query("return_to"))))
 }
 
 // authLogin reuses a live session when there is one, else starts OIDC through auth.
 func (a *App) authLogin(c *gin.Context) {
-	ret := redirect.LocalPath(c.Query("return_to"))
-	if ret == "/login" || strings.HasPrefix(ret, "/auth/") {
-		ret = "/"
+	if !a.sameOriginPost(c) {
+		return
 	}
+	ret := signInReturn(c.PostForm("return_to"))
 	if rt, err := c.Request.Cookie(cookieRefresh); err == nil && rt.Value != "" {
 		res, err := a.opt.Auth.Refresh(c.Request.Context(), fwd(c, &authv1.RefreshRequest{RefreshToken: rt.Value}))
-		if err == nil {
+		switch {
+		case err == nil:
 			a.storeTokens(c, res.Msg.GetTokens())
-			c.Redirect(http.StatusFound, ret)
+			c.Redirect(http.StatusSeeOther, ret)
+			return
+		case connect.CodeOf(err) == connect.CodeResourceExhausted:
+			a.tooMany(c, err) // a limit keeps the session
 			return
 		}
 		a.clearSession(c)
@@ -107,14 +139,17 @@ func (a *App) authLogin(c *gin.Context) {
 	}
 	a.setCookie(c, cookieState, res.Msg.GetState(), "/auth", 600, http.SameSiteLaxMode)
 	c.Header("Cache-Control", "no-store")
-	c.Redirect(http.StatusFound, res.Msg.GetAuthorizationUrl())
+	c.Redirect(http.StatusSeeOther, res.Msg.GetAuthorizationUrl())
 }
 
 // callback finishes the OIDC flow: the state must match this browser's cookie.
+// It is a GET because the provider redirects the browser here; without the
+// state this browser started with it changes nothing.
 func (a *App) callback(c *gin.Context) {
 	c.Header("Cache-Control", "no-store")
-	if e := c.Query("error"); e != "" {
-		a.problem(c, http.StatusBadRequest, "Sign-in was cancelled or refused by the identity provider ("+e+"). You can try again from the Sign in link.")
+	if c.Query("error") != "" {
+		// The provider's error text is not shown: anyone can put any text in this URL.
+		a.problem(c, http.StatusBadRequest, "Sign-in was cancelled or refused by the identity provider. You can try again from the Sign in link.")
 		return
 	}
 	state, code := c.Query("state"), c.Query("code")
@@ -127,7 +162,7 @@ func (a *App) callback(c *gin.Context) {
 	res, err := a.opt.Auth.FinishSignIn(c.Request.Context(), fwd(c, &authv1.FinishSignInRequest{Code: code, State: state}))
 	if err != nil {
 		switch connect.CodeOf(err) {
-		case connect.CodeUnavailable, connect.CodeInternal, connect.CodeUnknown, connect.CodeDeadlineExceeded:
+		case connect.CodeUnavailable, connect.CodeInternal, connect.CodeUnknown, connect.CodeDeadlineExceeded, connect.CodeResourceExhausted:
 			a.fail(c, err)
 		default:
 			a.problem(c, http.StatusBadRequest, "Sign-in failed: "+errMessage(err)+". Please sign in again.")
@@ -138,49 +173,68 @@ func (a *App) callback(c *gin.Context) {
 	c.Redirect(http.StatusFound, redirect.LocalPath(res.Msg.GetReturnTo()))
 }
 
+// refreshPage is where a page whose access token expired sends the browser:
+// its form renews the session with a POST and comes back.
+func (a *App) refreshPage(c *gin.Context) {
+	ret := redirect.LocalPath(c.Query("return_to"))
+	if rt, err := c.Request.Cookie(cookieRefresh); err != nil || rt.Value == "" {
+		// No session to renew (the refresh cookie reaches every /auth path):
+		// only a dead access cookie is forgotten.
+		a.signedOutTo(c, ret, http.StatusFound)
+		return
+	}
+	a.sessionPage(c, "Signing you in", "Renewing your sign-in…", "/auth/refresh", "Continue", ret)
+}
+
 // refresh rotates the refresh token for a new access token, then goes back.
 // When that fails, /admin pages need a sign-in; public pages are simply
 // shown signed out, so a reader is never pushed into a sign-in.
 func (a *App) refresh(c *gin.Context) {
+	if !a.sameOriginPost(c) {
+		return
+	}
 	c.Header("Cache-Control", "no-store")
-	ret := redirect.LocalPath(c.Query("return_to"))
+	ret := redirect.LocalPath(c.PostForm("return_to"))
 	rt, err := c.Request.Cookie(cookieRefresh)
 	if err != nil || rt.Value == "" {
-		a.signedOutTo(c, ret)
+		a.signedOutTo(c, ret, http.StatusSeeOther)
 		return
 	}
 	res, err := a.opt.Auth.Refresh(c.Request.Context(), fwd(c, &authv1.RefreshRequest{RefreshToken: rt.Value}))
 	if err != nil {
-		if code := connect.CodeOf(err); code == connect.CodeUnavailable || code == connect.CodeDeadlineExceeded {
+		switch connect.CodeOf(err) {
+		case connect.CodeResourceExhausted:
+			a.tooMany(c, err) // a limit keeps the session for the next try
+		case connect.CodeUnavailable, connect.CodeDeadlineExceeded:
 			if isAdminPath(ret) {
 				a.fail(c, err)
 				return
 			}
 			// Auth is down: keep the session for later, show the public page signed out.
 			a.setCookie(c, cookieAccess, "", "/", -1, http.SameSiteLaxMode)
-			c.Redirect(http.StatusFound, ret)
-			return
+			c.Redirect(http.StatusSeeOther, ret)
+		default:
+			a.signedOutTo(c, ret, http.StatusSeeOther)
 		}
-		a.signedOutTo(c, ret)
 		return
 	}
 	a.storeTokens(c, res.Msg.GetTokens())
-	c.Redirect(http.StatusFound, ret)
+	c.Redirect(http.StatusSeeOther, ret)
 }
 
-func (a *App) signedOutTo(c *gin.Context, ret string) {
+func (a *App) signedOutTo(c *gin.Context, ret string, status int) {
 	a.clearSession(c)
 	if isAdminPath(ret) {
-		c.Redirect(http.StatusFound, "/auth/login?return_to="+url.QueryEscape(ret))
+		c.Redirect(status, "/login?return_to="+url.QueryEscape(ret))
 		return
 	}
-	c.Redirect(http.StatusFound, ret)
+	c.Redirect(status, ret)
 }
 
 // toRefresh sends a browser without a usable access token through
 // /auth/refresh. A form post can't survive a redirect, so it gets the renew
-// page instead: it renews the session in the background and offers to send
-// the same form again (see replay).
+// page instead: its Continue renews the session and sends the same form
+// again (see replay).
 func (a *App) toRefresh(c *gin.Context) {
 	if c.Request.Method != http.MethodGet && c.Request.Method != http.MethodHead {
 		a.replay(c)
@@ -194,21 +248,25 @@ type replayField struct{ Name, Value string }
 
 type replayData struct {
 	Action string
+	Renew  string // the form's target: renews, then hands the same POST to Action
 	Back   string
 	Fields []replayField
 	Lost   bool // a file upload can't be carried over
 }
 
 // replay renders the renew page for a form post whose access token had
-// expired: the refresh cookie only reaches /auth, so the page loads
-// /auth/renew (an image request) to rotate it, and holds the posted fields
-// for one more click. The CSRF token must already be right.
+// expired: the refresh cookie only reaches /auth, so the page posts the
+// same fields to /auth/renew, which renews the session and passes the post
+// on to where it was going (307 keeps the method and body). The CSRF token
+// must already be right.
 func (a *App) replay(c *gin.Context) {
 	back := "/admin"
 	if ref, err := url.Parse(c.GetHeader("Referer")); err == nil && ref.Path != "" && sameOrigin(ref, a.origin) {
 		back = redirect.LocalPath(ref.RequestURI())
 	}
-	d := replayData{Action: redirect.LocalPath(c.Request.URL.RequestURI()), Back: back}
+	action := redirect.LocalPath(c.Request.URL.RequestURI())
+	d := replayData{Action: action, Back: back,
+		Renew: "/auth/renew?return_to=" + url.QueryEscape(action) + "&back=" + url.QueryEscape(back)}
 	if strings.HasPrefix(c.ContentType(), "multipart/") {
 		d.Lost = true
 	} else {
@@ -231,20 +289,32 @@ func (a *App) replay(c *gin.Context) {
 	c.Abort()
 }
 
-// renew rotates the session for the renew page's image request: no redirect,
-// just new cookies (or none, when the session is over).
+// renew rotates the session for the renew page's form and hands the same
+// POST on to where it was going; its body is never read here.
 func (a *App) renew(c *gin.Context) {
-	c.Header("Cache-Control", "no-store")
-	if rt, err := c.Request.Cookie(cookieRefresh); err == nil && rt.Value != "" {
-		res, err := a.opt.Auth.Refresh(c.Request.Context(), fwd(c, &authv1.RefreshRequest{RefreshToken: rt.Value}))
-		switch {
-		case err == nil:
-			a.storeTokens(c, res.Msg.GetTokens())
-		case connect.CodeOf(err) != connect.CodeUnavailable && connect.CodeOf(err) != connect.CodeDeadlineExceeded:
-			a.clearSession(c)
-		}
+	if !a.sameOriginPost(c) {
+		return
 	}
-	c.Status(http.StatusNoContent)
+	c.Header("Cache-Control", "no-store")
+	action, back := redirect.LocalPath(c.Query("return_to")), redirect.LocalPath(c.Query("back"))
+	rt, err := c.Request.Cookie(cookieRefresh)
+	if err != nil || rt.Value == "" {
+		a.signedOutTo(c, "/login?return_to="+url.QueryEscape(back), http.StatusSeeOther)
+		return
+	}
+	res, err := a.opt.Auth.Refresh(c.Request.Context(), fwd(c, &authv1.RefreshRequest{RefreshToken: rt.Value}))
+	switch code := connect.CodeOf(err); {
+	case err == nil:
+		a.storeTokens(c, res.Msg.GetTokens())
+		c.Redirect(http.StatusTemporaryRedirect, action)
+	case code == connect.CodeResourceExhausted:
+		a.tooMany(c, err)
+	case code == connect.CodeUnavailable || code == connect.CodeDeadlineExceeded:
+		a.fail(c, err)
+	default:
+		a.clearSession(c)
+		c.Redirect(http.StatusSeeOther, "/login?return_to="+url.QueryEscape(back))
+	}
 }
 
 func sameOrigin(u *url.URL, origin string) bool {

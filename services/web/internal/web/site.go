@@ -12,6 +12,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/gin-gonic/gin"
 
+	"pressroom.dev/kit/ids"
 	"pressroom.dev/kit/redirect"
 	articlev1 "pressroom.dev/proto/gen/article/v1"
 )
@@ -114,7 +115,7 @@ func (a *App) articlePage(art *articlev1.Article) *Page {
 	p := &Page{Title: art.GetTitle(), Description: art.GetSummary(), OGType: "article",
 		Canonical: a.opt.Site.URL + "/articles/" + url.PathEscape(art.GetSlug()), NoIndex: draft,
 		Data: articleData{Article: art, Body: a.md.Render(art.GetBodyMarkdown()), Draft: draft}}
-	if art.GetCoverMedia() != "" {
+	if ids.IsMediaFilePath(art.GetCoverMedia()) {
 		p.OGImage = a.absURL(art.GetCoverMedia())
 	}
 	return p

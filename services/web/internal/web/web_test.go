@@ -39,6 +39,7 @@ type harness struct {
 	articles *fakeArticles
 	auth     *fakeAuth
 	media    *fakeMedia
+	engine   *gin.Engine
 }
 
 var testKey = func() *rsa.PrivateKey {
@@ -88,7 +89,9 @@ func newHarness(t testing.TB) *harness {
 		t.Fatal(err)
 	}
 	e := gin.New()
+	_ = e.SetTrustedProxies([]string{"127.0.0.1"}) // the test client plays the edge proxy
 	h.app.Register(e)
+	h.engine = e
 	h.web = httptest.NewServer(e)
 	t.Cleanup(h.web.Close)
 	return h
@@ -157,11 +160,17 @@ func (h *harness) do(r req) (*http.Response, string) {
 	return resp, string(b)
 }
 
+// Media file paths as the media service names them.
+var (
+	coverPath = "/media/" + strings.Repeat("c0", 32) + ".png"
+	boatPath  = "/media/" + strings.Repeat("b0", 32) + ".png"
+)
+
 const csrfTok = "csrf-0123456789abcdef0123456789abcdef"
 
 func (h *harness) published(title, slug, body string) *articlev1.Article {
 	return h.articles.add(&articlev1.Article{Title: title, Slug: slug, Summary: "About " + title, BodyMarkdown: body,
-		AuthorId: "u-author", AuthorName: "Wren Writer", CoverMedia: "/media/cover.png",
+		AuthorId: "u-author", AuthorName: "Wren Writer", CoverMedia: coverPath,
 		Status: articlev1.ArticleStatus_ARTICLE_STATUS_PUBLISHED})
 }
 
@@ -193,7 +202,7 @@ func TestHomeListsPublishedArticlesWithHeadersAndETag(t *testing.T) {
 		t.Fatalf("GET / = %d", resp.StatusCode)
 	}
 	mustContain(t, body, "Tides of March", "About Tides of March", "Wren Writer", `href="/articles/tides-of-march"`,
-		`src="/media/cover.png"`, "<title>The Harbour Gazette</title>", `property="og:title"`, `rel="alternate" type="application/atom+xml"`)
+		`src="`+coverPath+`"`, "<title>The Harbour Gazette</title>", `property="og:title"`, `rel="alternate" type="application/atom+xml"`)
 	mustNotContain(t, body, "Secret draft")
 
 	csp := resp.Header.Get("Content-Security-Policy")
@@ -512,7 +521,7 @@ func TestArticlePageRendersSanitizedMarkdown(t *testing.T) {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
 	mustContain(t, body, "<h1>Heading</h1>", "<em>emphasis</em>", `href="https://example.org"`,
-		`<meta property="og:type" content="article">`, `<meta property="og:image" content="https://news.example.com/media/cover.png">`,
+		`<meta property="og:type" content="article">`, `<meta property="og:image" content="https://news.example.com`+coverPath+`">`,
 		`<link rel="canonical" href="https://news.example.com/articles/night-shift">`, "<title>Night shift · The Harbour Gazette</title>",
 		`<meta name="description" content="About Night shift">`)
 	mustNotContain(t, body, "<script", "onerror", "javascript:", "onclick", `style="`, "<iframe")
@@ -600,11 +609,18 @@ func TestAuthorPage(t *testing.T) {
 
 func TestSignInFlowSetsSecureCookies(t *testing.T) {
 	h := newHarness(t)
-	resp, _ := h.do(req{path: "/login?return_to=/admin"})
-	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusFound || loc != "/auth/login?return_to=%2Fadmin" {
-		t.Fatalf("/login → %d %q", resp.StatusCode, loc)
+	// The sign-in page's form starts the sign-in (a POST, sent by continue.js).
+	resp, body := h.do(req{path: "/login?return_to=/admin"})
+	if resp.StatusCode != http.StatusOK || h.auth.callCount("StartSignIn") != 0 {
+		t.Fatalf("/login → %d, %d sign-ins started", resp.StatusCode, h.auth.callCount("StartSignIn"))
 	}
-	resp, _ = h.do(req{path: "/auth/login?return_to=/admin", header: map[string]string{"X-Forwarded-For": "6.6.6.6, 198.51.100.4"}})
+	mustContain(t, body, `action="/auth/login"`, `name="return_to" value="/admin"`, `data-autosubmit`, `/static/continue.js?v=`)
+	resp, _ = h.do(req{path: "/auth/login?return_to=/admin"})
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusFound || loc != "/login?return_to=%2Fadmin" {
+		t.Fatalf("GET /auth/login → %d %q", resp.StatusCode, loc)
+	}
+	resp, _ = h.do(req{method: http.MethodPost, path: "/auth/login", form: url.Values{"return_to": {"/admin"}},
+		header: map[string]string{"X-Forwarded-For": "6.6.6.6, 198.51.100.4", "Origin": origin}})
 	if h.auth.lastXFF != "198.51.100.4" {
 		t.Fatalf("auth saw X-Forwarded-For %q, want the browser's address from our proxy", h.auth.lastXFF)
 	}
@@ -617,7 +633,7 @@ func TestSignInFlowSetsSecureCookies(t *testing.T) {
 	}
 
 	// A callback whose state doesn't match this browser is refused.
-	resp, body := h.do(req{path: "/auth/callback?code=code-u-author&state=st-123"})
+	resp, body = h.do(req{path: "/auth/callback?code=code-u-author&state=st-123"})
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("callback without state cookie = %d", resp.StatusCode)
 	}
@@ -658,28 +674,34 @@ func TestOpenRedirectsAreRefused(t *testing.T) {
 	for _, target := range []string{"https://evil.example", "//evil.example", "/\\evil.example", "/\t/evil.example",
 		"/\n/evil.example", "\t//evil.example", "javascript:alert(1)", "admin", "/ok\r\nX: y"} {
 		q := url.QueryEscape(target)
+		post := url.Values{"return_to": {target}}
 		for _, tc := range []struct {
-			what, path string
-			cookies    []*http.Cookie
+			what, method, path string
+			form               url.Values
+			cookies            []*http.Cookie
 		}{
-			{"refresh, signed out", "/auth/refresh?return_to=" + q, nil},
-			{"refresh, signed in", "/auth/refresh?return_to=" + q, signedIn},
-			{"login with a live session", "/auth/login?return_to=" + q, signedIn},
-			{"callback with this return_to from auth", "/auth/callback?code=code-u-author&state=st-123", stateCookie},
+			{"refresh, signed out", http.MethodGet, "/auth/refresh?return_to=" + q, nil, nil},
+			{"refresh, signed out", http.MethodPost, "/auth/refresh", post, nil},
+			{"refresh, signed in", http.MethodPost, "/auth/refresh", post, signedIn},
+			{"login with a live session", http.MethodPost, "/auth/login", post, signedIn},
+			{"callback with this return_to from auth", http.MethodGet, "/auth/callback?code=code-u-author&state=st-123", nil, stateCookie},
 		} {
 			h.auth.mu.Lock()
 			h.auth.returnTo = target
 			h.auth.mu.Unlock()
-			resp, _ := h.do(req{path: tc.path, cookies: tc.cookies})
-			if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusFound || loc != "/" {
-				t.Errorf("%s, return_to %q: %d to %q, want a redirect to /", tc.what, target, resp.StatusCode, loc)
+			resp, _ := h.do(req{method: tc.method, path: tc.path, form: tc.form, cookies: tc.cookies, header: map[string]string{"Origin": origin}})
+			if loc := resp.Header.Get("Location"); (resp.StatusCode != http.StatusFound && resp.StatusCode != http.StatusSeeOther) || loc != "/" {
+				t.Errorf("%s %s, return_to %q: %d to %q, want a redirect to /", tc.what, tc.method, target, resp.StatusCode, loc)
 			}
 		}
 		// What the sign-in start passes on is already the cleaned path.
-		if resp, _ := h.do(req{path: "/login?return_to=" + q}); resp.Header.Get("Location") != "/auth/login?return_to=%2F" {
-			t.Errorf("/login, return_to %q: to %q", target, resp.Header.Get("Location"))
+		if _, body := h.do(req{path: "/login?return_to=" + q}); !strings.Contains(body, `name="return_to" value="/"`) {
+			t.Errorf("/login, return_to %q: the form does not carry /", target)
 		}
-		if resp, _ := h.do(req{path: "/auth/login?return_to=" + q}); !strings.HasSuffix(resp.Header.Get("Location"), "&return=/") {
+		if resp, _ := h.do(req{path: "/auth/login?return_to=" + q}); resp.Header.Get("Location") != "/login?return_to=%2F" {
+			t.Errorf("GET /auth/login, return_to %q: to %q", target, resp.Header.Get("Location"))
+		}
+		if resp, _ := h.do(req{method: http.MethodPost, path: "/auth/login", form: post, header: map[string]string{"Origin": origin}}); !strings.HasSuffix(resp.Header.Get("Location"), "&return=/") {
 			t.Errorf("/auth/login, return_to %q: auth was asked for %q", target, resp.Header.Get("Location"))
 		}
 	}
@@ -687,7 +709,8 @@ func TestOpenRedirectsAreRefused(t *testing.T) {
 	h.auth.returnTo = ""
 	h.auth.mu.Unlock()
 	// A local path with a query comes back unchanged.
-	resp, _ := h.do(req{path: "/auth/refresh?return_to=" + url.QueryEscape("/articles/tides?page=2")})
+	resp, _ := h.do(req{method: http.MethodPost, path: "/auth/refresh", form: url.Values{"return_to": {"/articles/tides?page=2"}},
+		header: map[string]string{"Origin": origin}})
 	if loc := resp.Header.Get("Location"); loc != "/articles/tides?page=2" {
 		t.Errorf("a local return_to became %q", loc)
 	}
@@ -700,8 +723,15 @@ func TestExpiredSessionRefreshesTransparently(t *testing.T) {
 	if loc := resp.Header.Get("Location"); loc != "/auth/refresh?return_to=%2Fadmin%2Farticles%3Fstatus%3Ddraft" {
 		t.Fatalf("anonymous /admin → %q", loc)
 	}
-	resp, _ = h.do(req{path: "/auth/refresh?return_to=/admin/articles", cookies: []*http.Cookie{{Name: cookieRefresh, Value: "rt-u-author"}}})
-	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/admin/articles" || cookieNamed(resp, cookieAccess) == nil {
+	// The refresh page renews nothing itself: its form does, with a POST.
+	resp, body := h.do(req{path: "/auth/refresh?return_to=/admin/articles", cookies: []*http.Cookie{{Name: cookieRefresh, Value: "rt-u-author"}}})
+	if resp.StatusCode != http.StatusOK || len(resp.Cookies()) != 0 || h.auth.callCount("Refresh") != 0 {
+		t.Fatalf("GET /auth/refresh → %d, cookies %v, %d refreshes", resp.StatusCode, resp.Cookies(), h.auth.callCount("Refresh"))
+	}
+	mustContain(t, body, `action="/auth/refresh"`, `name="return_to" value="/admin/articles"`, `data-autosubmit`)
+	resp, _ = h.do(req{method: http.MethodPost, path: "/auth/refresh", form: url.Values{"return_to": {"/admin/articles"}},
+		cookies: []*http.Cookie{{Name: cookieRefresh, Value: "rt-u-author"}}, header: map[string]string{"Origin": origin}})
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/admin/articles" || cookieNamed(resp, cookieAccess) == nil {
 		t.Fatalf("refresh → %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	// An expired access token on a public page is refreshed too, and the page comes back.
@@ -711,7 +741,8 @@ func TestExpiredSessionRefreshesTransparently(t *testing.T) {
 		t.Fatalf("expired token on a public page → %d %q", resp.StatusCode, loc)
 	}
 	// ...but a reader whose session is gone just sees the public page signed out, never a forced sign-in.
-	resp, _ = h.do(req{path: "/auth/refresh?return_to=/articles/x", cookies: []*http.Cookie{{Name: cookieRefresh, Value: "rt-revoked"}}})
+	resp, _ = h.do(req{method: http.MethodPost, path: "/auth/refresh", form: url.Values{"return_to": {"/articles/x"}},
+		cookies: []*http.Cookie{{Name: cookieRefresh, Value: "rt-revoked"}}, header: map[string]string{"Origin": origin}})
 	if loc := resp.Header.Get("Location"); loc != "/articles/x" {
 		t.Fatalf("failed refresh for a public page → %q", loc)
 	}
@@ -724,8 +755,9 @@ func TestExpiredSessionRefreshesTransparently(t *testing.T) {
 		t.Fatalf("feed with an expired cookie = %d", resp.StatusCode)
 	}
 	// An invalid refresh token clears the cookies and starts a sign-in.
-	resp, _ = h.do(req{path: "/auth/refresh?return_to=/admin", cookies: []*http.Cookie{{Name: cookieRefresh, Value: "rt-stolen"}}})
-	if loc := resp.Header.Get("Location"); loc != "/auth/login?return_to=%2Fadmin" {
+	resp, _ = h.do(req{method: http.MethodPost, path: "/auth/refresh", form: url.Values{"return_to": {"/admin"}},
+		cookies: []*http.Cookie{{Name: cookieRefresh, Value: "rt-stolen"}}, header: map[string]string{"Origin": origin}})
+	if loc := resp.Header.Get("Location"); loc != "/login?return_to=%2Fadmin" {
 		t.Fatalf("bad refresh → %q", loc)
 	}
 	if c := cookieNamed(resp, cookieRefresh); c == nil || c.MaxAge >= 0 {
@@ -816,7 +848,7 @@ func TestCSRFIsRequiredOnEveryStateChange(t *testing.T) {
 
 func TestWriteAndPublishAnArticle(t *testing.T) {
 	h := newHarness(t)
-	h.media.items = []MediaItem{{ID: "m1", Filename: "boat.png", URL: "/media/boat.png", ContentType: "image/png", Size: 2048}}
+	h.media.items = []MediaItem{{ID: "m1", Filename: "boat.png", URL: boatPath, ContentType: "image/png", Size: 2048}}
 	tok := h.tok("u-author")
 	// The public home page is cached before the article exists.
 	_, body := h.do(req{path: "/"})
@@ -824,11 +856,11 @@ func TestWriteAndPublishAnArticle(t *testing.T) {
 
 	// Editor offers the media library as covers.
 	_, body = h.do(req{path: "/admin/articles/new", tok: tok})
-	mustContain(t, body, `value="/media/boat.png"`, "Save draft", "Preview")
+	mustContain(t, body, `value="`+boatPath+`"`, "Save draft", "Preview")
 
 	// Preview renders (sanitized) without saving.
 	form := url.Values{"title": {"Harbour lights"}, "summary": {"Night on the quay"}, "body": {"**bold** <script>x()</script>"},
-		"cover_media": {"/media/boat.png"}, "action": {"preview"}}
+		"cover_media": {boatPath}, "action": {"preview"}}
 	resp, body := h.do(req{method: http.MethodPost, path: "/admin/articles", tok: tok, csrf: csrfTok, form: form})
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("preview = %d", resp.StatusCode)
@@ -861,7 +893,7 @@ func TestWriteAndPublishAnArticle(t *testing.T) {
 		t.Fatalf("publish = %d", resp.StatusCode)
 	}
 	_, body = h.do(req{path: "/"})
-	mustContain(t, body, "Harbour lights", `src="/media/boat.png"`)
+	mustContain(t, body, "Harbour lights", `src="`+boatPath+`"`)
 
 	// Unpublish takes it off the site.
 	resp, _ = h.do(req{method: http.MethodPost, path: "/admin/articles/" + id + "/unpublish", tok: tok, csrf: csrfTok, form: url.Values{}})
@@ -1021,15 +1053,20 @@ func cookieNamed(resp *http.Response, name string) *http.Cookie {
 	return nil
 }
 
+// auth rate-limits by the address web passes on: the entry the edge proxy
+// added, and only when the peer is that proxy; a client's own
+// X-Forwarded-For never chooses it.
 func TestClientIPIsTheProxyAddedEntry(t *testing.T) {
-	r := httptest.NewRequest(http.MethodGet, "/", nil)
-	r.RemoteAddr = "10.0.0.7:5555"
-	if got := clientIP(r); got != "10.0.0.7" {
-		t.Fatalf("no XFF: %q", got)
+	h := newHarness(t)
+	xff := map[string]string{"X-Forwarded-For": "6.6.6.6, 203.0.113.9", "Origin": origin}
+	h.do(req{method: http.MethodPost, path: "/auth/login", form: url.Values{}, header: xff})
+	if h.auth.lastXFF != "203.0.113.9" {
+		t.Fatalf("behind the edge: auth saw %q, want the entry the edge added", h.auth.lastXFF)
 	}
-	r.Header.Set("X-Forwarded-For", "6.6.6.6, 203.0.113.9")
-	if got := clientIP(r); got != "203.0.113.9" {
-		t.Fatalf("spoofed XFF: got %q, want the right-most entry", got)
+	_ = h.engine.SetTrustedProxies(nil) // the peer is not the edge
+	h.do(req{method: http.MethodPost, path: "/auth/login", form: url.Values{}, header: xff})
+	if h.auth.lastXFF != "127.0.0.1" {
+		t.Fatalf("from an untrusted peer: auth saw %q, want the peer's address", h.auth.lastXFF)
 	}
 }
 
@@ -1080,17 +1117,21 @@ func TestExpiredTokenOnAFormKeepsWhatWasTyped(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || h.articles.calls["CreateArticle"] != 0 {
 		t.Fatalf("expired token on save = %d, creates %d", resp.StatusCode, h.articles.calls["CreateArticle"])
 	}
-	mustContain(t, body, `id="renew"`, `<img src="/auth/renew"`, `action="/admin/articles"`,
+	mustContain(t, body, `id="renew"`, `action="/auth/renew?return_to=%2Fadmin%2Farticles&amp;back=%2Fadmin%2Farticles%2Fnew"`,
 		`name="body" value="Twenty minutes of &lt;typing&gt; &amp; &#34;quotes&#34;"`, `name="title" value="Long piece"`,
-		`name="csrf" value="`+csrfTok+`"`, `return_to=%2fadmin%2farticles%2fnew`)
+		`name="csrf" value="`+csrfTok+`"`)
+	mustNotContain(t, body, `<img src="/auth/renew"`)
 
-	// The page's image request renews the session...
-	resp, _ = h.do(req{path: "/auth/renew", cookies: []*http.Cookie{{Name: cookieRefresh, Value: "rt-u-author"}}})
+	// Continue posts the fields to /auth/renew, which renews the session and
+	// hands the same post on (307 keeps the method and the body)...
+	renew := "/auth/renew?return_to=%2Fadmin%2Farticles&back=%2Fadmin%2Farticles%2Fnew"
+	resp, _ = h.do(req{method: http.MethodPost, path: renew, csrf: csrfTok, form: form,
+		cookies: []*http.Cookie{{Name: cookieRefresh, Value: "rt-u-author"}}, header: map[string]string{"Origin": origin}})
 	at := cookieNamed(resp, cookieAccess)
-	if resp.StatusCode != http.StatusNoContent || at == nil || at.Value == "" {
-		t.Fatalf("renew = %d, access cookie %+v", resp.StatusCode, at)
+	if resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != "/admin/articles" || at == nil || at.Value == "" {
+		t.Fatalf("renew = %d to %q, access cookie %+v", resp.StatusCode, resp.Header.Get("Location"), at)
 	}
-	// ...and Continue sends the same form again, now signed in.
+	// ...where the same form arrives again, now signed in.
 	resp, _ = h.do(req{method: http.MethodPost, path: "/admin/articles", tok: at.Value, csrf: csrfTok, form: form})
 	if resp.StatusCode != http.StatusSeeOther || h.articles.calls["CreateArticle"] != 1 {
 		t.Fatalf("continue = %d", resp.StatusCode)
@@ -1102,9 +1143,11 @@ func TestExpiredTokenOnAFormKeepsWhatWasTyped(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("forged post with expired token = %d", resp.StatusCode)
 	}
-	// A session that is over: renew clears the cookies.
-	resp, _ = h.do(req{path: "/auth/renew", cookies: []*http.Cookie{{Name: cookieRefresh, Value: "rt-revoked"}}})
-	if c := cookieNamed(resp, cookieAccess); resp.StatusCode != http.StatusNoContent || c == nil || c.MaxAge >= 0 {
-		t.Fatalf("renew of a dead session = %d, %+v", resp.StatusCode, c)
+	// A session that is over: renew clears the cookies and asks for a sign-in.
+	resp, _ = h.do(req{method: http.MethodPost, path: renew, csrf: csrfTok, form: form,
+		cookies: []*http.Cookie{{Name: cookieRefresh, Value: "rt-revoked"}}, header: map[string]string{"Origin": origin}})
+	if c := cookieNamed(resp, cookieAccess); resp.StatusCode != http.StatusSeeOther || c == nil || c.MaxAge >= 0 ||
+		resp.Header.Get("Location") != "/login?return_to=%2Fadmin%2Farticles%2Fnew" {
+		t.Fatalf("renew of a dead session = %d to %q, %+v", resp.StatusCode, resp.Header.Get("Location"), c)
 	}
 }

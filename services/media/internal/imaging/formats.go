@@ -3,6 +3,7 @@ package imaging
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"hash/crc32"
 	"image/gif"
 	"image/jpeg"
@@ -14,6 +15,19 @@ import (
 
 func seq(r io.ReaderAt, size int64) *bufio.Reader {
 	return bufio.NewReaderSize(io.NewSectionReader(r, 0, size), 32<<10)
+}
+
+// atEnd refuses bytes after an image's end marker: a file that is an image
+// followed by something else (another format's file, a script) is not served
+// as an image.
+func atEnd(br *bufio.Reader, format string) error {
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return err
+		}
+		return corrupt("%s: bytes after the end marker", format)
+	}
+	return nil
 }
 
 // checkJPEG walks the marker segments and the entropy-coded scans up to EOI.
@@ -43,6 +57,9 @@ func checkJPEG(r io.ReaderAt, size int64) (int, int, error) {
 		case m == 0xD9: // EOI
 			if !sawFrame || !sawScan {
 				return 0, 0, corrupt("jpeg: no image data before the end marker")
+			}
+			if err := atEnd(br, "jpeg"); err != nil {
+				return 0, 0, err
 			}
 			cfg, err := jpeg.DecodeConfig(io.NewSectionReader(r, 0, size))
 			if err != nil {
@@ -135,6 +152,9 @@ func checkPNG(r io.ReaderAt, size int64) (int, int, error) {
 			return 0, 0, corrupt("png: chunk %q has a bad checksum", typ)
 		}
 		if typ == "IEND" {
+			if err := atEnd(br, "png"); err != nil {
+				return 0, 0, err
+			}
 			cfg, err := png.DecodeConfig(io.NewSectionReader(r, 0, size))
 			if err != nil {
 				return 0, 0, corrupt("png: %v", err)
@@ -214,6 +234,9 @@ func checkGIF(r io.ReaderAt, size int64) (int, int, error) {
 			if images == 0 {
 				return 0, 0, corrupt("gif: no image")
 			}
+			if err := atEnd(br, "gif"); err != nil {
+				return 0, 0, err
+			}
 			cfg, err := gif.DecodeConfig(io.NewSectionReader(r, 0, size))
 			if err != nil {
 				return 0, 0, corrupt("gif: %v", err)
@@ -234,6 +257,9 @@ func checkWebP(r io.ReaderAt, size int64) (int, int, error) {
 	riff := int64(binary.LittleEndian.Uint32(h[4:8]))
 	if riff+8 > size {
 		return 0, 0, corrupt("webp: the header says %d bytes, the file has %d", riff+8, size)
+	}
+	if riff+8 < size {
+		return 0, 0, corrupt("webp: bytes after the end marker (the header says %d bytes, the file has %d)", riff+8, size)
 	}
 	end := riff + 8
 	off := int64(12)

@@ -10,9 +10,12 @@ import (
 	"image/jpeg"
 	"image/png"
 	"os"
+	"slices"
 	"testing"
 
 	"golang.org/x/image/webp"
+
+	"pressroom.dev/kit/ids"
 )
 
 func testImage(w, h int) *image.NRGBA {
@@ -207,4 +210,32 @@ func FuzzInspect(f *testing.F) {
 			t.Fatalf("Inspect says %v, Sniff says %v", info.Format, f)
 		}
 	})
+}
+
+// Bytes after an image's end (a script or another file glued on) make the
+// upload something other than the image it claims to be: every format
+// refuses them.
+func TestInspectRejectsBytesAfterTheEnd(t *testing.T) {
+	for _, s := range samples(t) {
+		t.Run(s.name, func(t *testing.T) {
+			for _, tail := range [][]byte{{0}, []byte("<script>alert(1)</script>"), bytes.Repeat([]byte{0xFF}, 100)} {
+				b := append(append([]byte(nil), s.data...), tail...)
+				if _, err := inspect(b); !errors.Is(err, ErrCorrupt) {
+					t.Errorf("%d bytes after the end: %v, want ErrCorrupt", len(tail), err)
+				}
+			}
+		})
+	}
+}
+
+// The kit's media path check (what covers and body images may name) knows
+// exactly the extensions this package stores.
+func TestKitKnowsEveryMediaExtension(t *testing.T) {
+	var exts []string
+	for _, f := range []Format{JPEG, PNG, GIF, WebP, AVIF} {
+		exts = append(exts, f.Ext)
+	}
+	if !slices.Equal(exts, ids.MediaExtensions) {
+		t.Fatalf("kit/ids.MediaExtensions = %v, media stores %v", ids.MediaExtensions, exts)
+	}
 }

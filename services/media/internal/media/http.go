@@ -295,8 +295,16 @@ func decodeCursor(s string) (Cursor, error) {
 	if err != nil {
 		return Cursor{}, err
 	}
+	// Postgres refuses timestamps past its range with an error (22008); no
+	// item is older than 1970 or newer than year 9999.
+	if us < 0 || us > maxCursorMicros {
+		return Cursor{}, errors.New("bad page token")
+	}
 	return Cursor{CreatedAt: time.UnixMicro(us), ID: id}, nil
 }
+
+// maxCursorMicros is 9999-12-31T23:59:59.999999Z in Unix microseconds.
+const maxCursorMicros = 253402300799999999
 
 // IsUUID accepts only the canonical 8-4-4-4-12 hex form.
 func IsUUID(s string) bool {

@@ -80,10 +80,22 @@ func deployOn(t *testing.T, stack string, config map[string]string, nodeVersions
 	return deployRun(t, stack, config, nodeVersions, false)
 }
 
+// operatorAccount is a cloud account as the deploy steps leave it: the one
+// container registry the stacks share was created once, by hand.
+func operatorAccount() *cloudmock.Account {
+	return &cloudmock.Account{Registries: map[string]string{"pressroom": "fra1"}}
+}
+
 // deployRun is one mocked `pulumi up`, or `pulumi preview` with dryRun.
 func deployRun(t *testing.T, stack string, config map[string]string, nodeVersions []string, dryRun bool) (*run, error) {
 	t.Helper()
-	r := &run{mocks: &cloudmock.Mocks{}, outputs: map[string]any{}, secret: map[string]bool{}}
+	return deployIn(t, operatorAccount(), stack, config, nodeVersions, dryRun)
+}
+
+// deployIn is deployRun against a given account (shared by stacks).
+func deployIn(t *testing.T, account *cloudmock.Account, stack string, config map[string]string, nodeVersions []string, dryRun bool) (*run, error) {
+	t.Helper()
+	r := &run{mocks: &cloudmock.Mocks{Account: account}, outputs: map[string]any{}, secret: map[string]bool{}}
 	var mu sync.Mutex
 	probe := func(_ context.Context, kc string, needs cluster.Needs, timeout time.Duration) error {
 		mu.Lock()
@@ -891,5 +903,58 @@ func TestK3sVersionIsCheckedAgainstTheNodes(t *testing.T) {
 	}
 	if _, err := deployOn(t, "staging", stackConfig(t, "staging", nil), []string{"v1.30.6+k3s1", "v1.31.4+k3s1"}); err != nil {
 		t.Errorf("one minor ahead of the oldest node is an upgrade: %v", err)
+	}
+}
+
+// One DigitalOcean account holds one registry: every stack pushes to it,
+// none creates (or, on destroy, deletes) it.
+func TestStacksShareTheAccountsRegistry(t *testing.T) {
+	account := operatorAccount()
+	for _, stack := range []string{"staging", "prod"} {
+		r, err := deployIn(t, account, stack, stackConfig(t, stack, nil), []string{stackK3sVersion(t, stack)}, false)
+		if err != nil {
+			t.Fatalf("%s after the other stacks: %v", stack, err)
+		}
+		if n := len(r.mocks.ByType("digitalocean:index/containerRegistry:ContainerRegistry")); n != 0 {
+			t.Errorf("%s declares %d registries; it must use the account's", stack, n)
+		}
+		imgs, _ := r.outputs["images"].(map[string]string)
+		for svc, ref := range imgs {
+			if !strings.HasPrefix(fmt.Sprint(ref), "registry.digitalocean.com/pressroom/"+svc+"@sha256:") {
+				t.Errorf("%s image %s = %v", stack, svc, ref)
+			}
+		}
+		if len(imgs) != 5 {
+			t.Errorf("%s images %v", stack, r.outputs["images"])
+		}
+	}
+	if len(account.Registries) != 1 {
+		t.Errorf("account registries %v", account.Registries)
+	}
+	_, err := deployIn(t, &cloudmock.Account{}, "staging", stackConfig(t, "staging", nil), []string{stackK3sVersion(t, "staging")}, false)
+	if err == nil || !strings.Contains(err.Error(), "doctl registry create pressroom --subscription-tier basic --region fra1") {
+		t.Errorf("an account without the registry: %v", err)
+	}
+}
+
+// A name that already has the stack's record (a state lost, an `up`
+// interrupted after Cloudflare created it) is adopted, not refused or
+// doubled. Another address on the name (the old server) is the operator's
+// to delete at cutover: Cloudflare keeps several A records on one name.
+func TestDNSAdoptsRecordsAlreadyThere(t *testing.T) {
+	account := operatorAccount()
+	zone := "0123456789abcdef0123456789abcdef"
+	account.Records = []cloudmock.DNSRecord{
+		{Zone: zone, Name: "staging.example.com", Type: "A", Content: "198.51.100.7"},
+		{Zone: zone, Name: "www.staging.example.com", Type: "A", Content: "192.0.2.10"},
+	}
+	if _, err := deployIn(t, account, "staging", stackConfig(t, "staging", nil), []string{stackK3sVersion(t, "staging")}, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := account.RecordsNamed("staging.example.com"); len(got) != 1 || got[0].Content != "198.51.100.7" {
+		t.Errorf("apex records %v, want the one at the reserved IP", got)
+	}
+	if got := account.RecordsNamed("www.staging.example.com"); len(got) != 2 {
+		t.Errorf("www records %v: the old server's record stays until the operator deletes it", got)
 	}
 }

@@ -52,6 +52,11 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 				Proxied: pulumi.Bool(false),
 				Ttl:     pulumi.Int(ttl),
 				Comment: pulumi.String("pressroom: managed by Pulumi"),
+				// Take over a record Cloudflare refuses as already there (an
+				// identical one left by an interrupted up or a lost state)
+				// instead of failing. It does not remove other addresses on
+				// the name: the cutover deletes the old server's records.
+				AllowOverwrite: pulumi.Bool(true),
 			}, pulumi.Parent(d))
 			if err != nil {
 				return nil, fmt.Errorf("dns: %s record %d: %w", host.name, i+1, err)

@@ -42,8 +42,8 @@ type ImagesArgs struct {
 	RegistryServer   string // external: e.g. registry.example.com/team
 	RegistryUsername string // external
 	RegistryPassword pulumi.StringInput
-	RegistryName     string // digitalocean: registry name (default pressroom)
-	RegistryRegion   string // digitalocean: e.g. fra1
+	RegistryName     string // digitalocean: the account's registry (default pressroom), which must exist
+	RegistryRegion   string // digitalocean: named in the message when the registry is missing
 
 	Context string // repo root, the build context (default "..": the program runs in infra/)
 	Tag     string // tag pushed next to the digest (default "build")
@@ -110,9 +110,6 @@ func NewImages(ctx *pulumi.Context, name string, args *ImagesArgs, opts ...pulum
 			return nil, fmt.Errorf("images: %v have no prebuilt image and the registry is \"none\": set images.<service> to a reference pinned by digest, or registry.kind to digitalocean or external", toBuild)
 		}
 	case RegistryDigitalOcean:
-		if a.RegistryRegion == "" {
-			return nil, fmt.Errorf("images: a DigitalOcean registry needs a region")
-		}
 	case RegistryExternal:
 		if a.RegistryServer == "" || a.RegistryUsername == "" || a.RegistryPassword == nil {
 			return nil, fmt.Errorf("images: an external registry needs server, username and the registryPassword secret")
@@ -135,29 +132,32 @@ func NewImages(ctx *pulumi.Context, name string, args *ImagesArgs, opts ...pulum
 	)
 	switch a.RegistryKind {
 	case RegistryDigitalOcean:
-		reg, err := digitalocean.NewContainerRegistry(ctx, "registry", &digitalocean.ContainerRegistryArgs{
-			Name: pulumi.String(a.RegistryName), Region: pulumi.String(a.RegistryRegion),
-			SubscriptionTierSlug: pulumi.String("basic"),
-		}, child...)
+		// A DigitalOcean account holds one registry (basic and starter
+		// tiers), shared by every stack: looked up, never created, so no
+		// stack's destroy deletes the images of the others.
+		reg, err := digitalocean.LookupContainerRegistry(ctx, &digitalocean.LookupContainerRegistryArgs{Name: a.RegistryName}, pulumi.Parent(im))
 		if err != nil {
-			return nil, fmt.Errorf("container registry: %w", err)
+			return nil, fmt.Errorf("images: the DigitalOcean container registry %q: %w; an account has one registry, shared by every stack: create it once with `doctl registry create %s --subscription-tier basic --region %s` (or name the existing one in registry.name)", a.RegistryName, err, a.RegistryName, a.RegistryRegion)
+		}
+		if reg.Endpoint == "" || reg.ServerUrl == "" {
+			return nil, fmt.Errorf("images: the DigitalOcean container registry %q has no endpoint", a.RegistryName)
 		}
 		push, err := digitalocean.NewContainerRegistryDockerCredentials(ctx, "registry-push", &digitalocean.ContainerRegistryDockerCredentialsArgs{
-			RegistryName: reg.Name, Write: pulumi.Bool(true),
+			RegistryName: pulumi.String(reg.Name), Write: pulumi.Bool(true),
 		}, child...)
 		if err != nil {
 			return nil, fmt.Errorf("registry push credentials: %w", err)
 		}
 		pull, err := digitalocean.NewContainerRegistryDockerCredentials(ctx, "registry-pull", &digitalocean.ContainerRegistryDockerCredentialsArgs{
-			RegistryName: reg.Name, Write: pulumi.Bool(false),
+			RegistryName: pulumi.String(reg.Name), Write: pulumi.Bool(false),
 		}, child...)
 		if err != nil {
 			return nil, fmt.Errorf("registry pull credentials: %w", err)
 		}
-		server = reg.ServerUrl
-		repoPrefix = reg.Endpoint
-		creds := pulumi.All(push.DockerCredentials, reg.ServerUrl).ApplyT(func(v []any) ([]string, error) {
-			u, p, err := loginFrom(v[0].(string), v[1].(string))
+		server = pulumi.String(reg.ServerUrl).ToStringOutput()
+		repoPrefix = pulumi.String(reg.Endpoint).ToStringOutput()
+		creds := push.DockerCredentials.ApplyT(func(c string) ([]string, error) {
+			u, p, err := loginFrom(c, reg.ServerUrl)
 			return []string{u, p}, err
 		}).(pulumi.StringArrayOutput)
 		user = creds.Index(pulumi.Int(0))

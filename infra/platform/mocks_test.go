@@ -204,7 +204,16 @@ func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 	return args.Name + "-id", out, nil
 }
 
+// Call answers the registry lookup as DigitalOcean does for the one
+// registry of the account ("pressroom"), and refuses any other name.
 func (m *mocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
+	if args.Token == "digitalocean:index/getContainerRegistry:getContainerRegistry" {
+		if name := args.Args["name"].StringValue(); name != "pressroom" {
+			return nil, fmt.Errorf("404 Not Found: container registry %q", name)
+		}
+		return resource.NewPropertyMapFromMap(map[string]any{"name": "pressroom",
+			"serverUrl": "registry.digitalocean.com", "endpoint": "registry.digitalocean.com/pressroom"}), nil
+	}
 	return args.Args, nil
 }
 

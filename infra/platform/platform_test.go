@@ -59,7 +59,7 @@ func TestObjectCountsPerStack(t *testing.T) {
 	}
 	prod["Secret"] = 8 // + registry-credentials
 	prod["docker:index/image:Image"] = 5
-	prod["digitalocean:index/containerRegistry:ContainerRegistry"] = 1
+	prod["digitalocean:index/containerRegistry:ContainerRegistry"] = 0 // the account's, looked up
 	prod["digitalocean:index/containerRegistryDockerCredentials:ContainerRegistryDockerCredentials"] = 2
 
 	// A trusted CA bundle adds one ConfigMap (trusted-ca) and nothing else.

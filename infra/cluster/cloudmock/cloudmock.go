@@ -49,8 +49,103 @@ type Mocks struct {
 	mu        sync.Mutex
 	resources []Resource
 	droplets  int
+	// Account is the cloud accounts' state shared by stacks; nil = an
+	// empty account of this run's own.
+	Account *Account
 	// Fallback handles types this package does not know (e.g. the platform's); may be nil.
 	Fallback pulumi.MockResourceMonitor
+}
+
+// Account is what the DigitalOcean and Cloudflare accounts hold across
+// stacks, and what they refuse.
+type Account struct {
+	mu sync.Mutex
+	// Registries: name → region. DigitalOcean's basic and starter tiers
+	// allow one registry per account.
+	Registries map[string]string
+	// Records are the Cloudflare zones' DNS records.
+	Records []DNSRecord
+}
+
+// DNSRecord is one Cloudflare record.
+type DNSRecord struct {
+	Zone, Name, Type, Content string
+}
+
+func (m *Mocks) account() *Account {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.Account == nil {
+		m.Account = &Account{}
+	}
+	return m.Account
+}
+
+// createRegistry refuses a second registry as DigitalOcean does.
+func (a *Account) createRegistry(name, region string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for existing := range a.Registries {
+		return fmt.Errorf("422 Unprocessable Entity: registry %q already exists in this account; the basic and starter tiers allow one registry (asked for %q)", existing, name)
+	}
+	if a.Registries == nil {
+		a.Registries = map[string]string{}
+	}
+	a.Registries[name] = region
+	return nil
+}
+
+// createRecord behaves as Cloudflare's API and the Terraform provider's
+// allow_overwrite: several A records may share a name (round robin), but
+// an identical one is refused (81058), and so is an A next to a CNAME
+// (81053). With allowOverwrite the provider takes over the one existing
+// record of that name and type, and fails if there is not exactly one.
+func (a *Account) createRecord(r DNSRecord, allowOverwrite bool) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var conflict error
+	for _, e := range a.Records {
+		if e.Zone != r.Zone || e.Name != r.Name {
+			continue
+		}
+		switch {
+		case e.Type == r.Type && e.Content == r.Content:
+			conflict = fmt.Errorf("81058: An identical record already exists")
+		case e.Type == "CNAME" || r.Type == "CNAME":
+			conflict = fmt.Errorf("81053: An A, AAAA, or CNAME record with that host already exists")
+		}
+	}
+	if conflict == nil {
+		a.Records = append(a.Records, r)
+		return nil
+	}
+	if !allowOverwrite {
+		return conflict
+	}
+	var same []int
+	for i, e := range a.Records {
+		if e.Zone == r.Zone && e.Name == r.Name && e.Type == r.Type {
+			same = append(same, i)
+		}
+	}
+	if len(same) != 1 {
+		return fmt.Errorf("%v; attempted to override existing record however didn't find an exact match", conflict)
+	}
+	a.Records[same[0]] = r
+	return nil
+}
+
+// RecordsNamed lists the zone's records of a name.
+func (a *Account) RecordsNamed(name string) []DNSRecord {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []DNSRecord
+	for _, r := range a.Records {
+		if r.Name == name {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 var _ pulumi.MockResourceMonitor = (*Mocks)(nil)
@@ -82,8 +177,22 @@ func (m *Mocks) Count() map[string]int {
 	return out
 }
 
-// Call answers provider functions (none are used by the cloud layer).
+// Call answers provider functions: the registry lookup as DigitalOcean does.
 func (m *Mocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
+	if args.Token == "digitalocean:index/getContainerRegistry:getContainerRegistry" {
+		a := m.account()
+		name := str(args.Args, "name")
+		a.mu.Lock()
+		region, ok := a.Registries[name]
+		a.mu.Unlock()
+		if !ok {
+			return nil, fmt.Errorf("404 Not Found: container registry %q", name)
+		}
+		return resource.NewPropertyMapFromMap(map[string]any{
+			"id": name, "name": name, "region": region, "subscriptionTierSlug": "basic",
+			"serverUrl": "registry.digitalocean.com", "endpoint": "registry.digitalocean.com/" + name,
+		}), nil
+	}
 	if m.Fallback != nil {
 		return m.Fallback.Call(args)
 	}
@@ -141,8 +250,13 @@ func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 	case "digitalocean:index/project:Project":
 		id = "project-" + args.Name
 	case "digitalocean:index/containerRegistry:ContainerRegistry":
+		err = m.account().createRegistry(str(in, "name"), str(in, "region"))
 		set("serverUrl", "registry.digitalocean.com")
 		set("endpoint", "registry.digitalocean.com/"+str(in, "name"))
+	case "cloudflare:index/record:Record":
+		ow := in["allowOverwrite"]
+		err = m.account().createRecord(DNSRecord{Zone: str(in, "zoneId"), Name: str(in, "name"), Type: str(in, "type"), Content: str(in, "content")},
+			ow.IsBool() && ow.BoolValue())
 	case "digitalocean:index/containerRegistryDockerCredentials:ContainerRegistryDockerCredentials":
 		auth := base64.StdEncoding.EncodeToString([]byte("do-token:do-token"))
 		out["dockerCredentials"] = resource.MakeSecret(resource.NewPropertyValue(

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"pressroom.dev/kit/authz"
+	"pressroom.dev/kit/ids"
 	"pressroom.dev/kit/redirect"
 	"pressroom.dev/kit/token"
 )
@@ -321,6 +322,9 @@ func (s *Service) ListUsers(ctx context.Context, p authz.Principal, pageSize int
 	if pageSize == 0 {
 		pageSize = DefaultPageSize
 	}
+	if !ids.IsText(emailQuery) {
+		return nil, "", fmt.Errorf("%w: email_query must be text without NUL characters", ErrInvalidArgument)
+	}
 	if len(emailQuery) > 320 {
 		return nil, "", fmt.Errorf("%w: email_query is longer than an e-mail address can be (320)", ErrInvalidArgument)
 	}
@@ -361,7 +365,7 @@ func (s *Service) SetRoles(ctx context.Context, p authz.Principal, userID string
 	if len(parsed) == 0 {
 		return User{}, fmt.Errorf("%w: %v", ErrInvalidArgument, ErrNoRoles)
 	}
-	if _, err := uuid.Parse(userID); err != nil {
+	if !ids.IsUUID(userID) {
 		return User{}, fmt.Errorf("%w: user_id %q is not a user id (a UUID from ListUsers)", ErrInvalidArgument, userID)
 	}
 	u, err := s.store.SetRoles(ctx, p.UserID, userID, authz.Strings(parsed), s.adminEmail)

@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"pressroom.dev/kit/ids"
 )
 
 // Migrations are applied by the kit's pg.Migrate at start-up.
@@ -283,7 +285,7 @@ func audit(ctx context.Context, tx pgx.Tx, actorID, actorEmail string, target Us
 
 // UserByID loads one user; ErrNotFound when there is none (or id is not a UUID).
 func (s *Store) UserByID(ctx context.Context, id string) (User, error) {
-	if _, err := uuid.Parse(id); err != nil {
+	if !ids.IsUUID(id) {
 		return User{}, ErrNotFound
 	}
 	return scanUser(s.pool.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE id = $1`, id))
@@ -325,7 +327,7 @@ var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 // can a user whose e-mail adminEmail reports as listed in ADMIN_EMAILS
 // (*AdminEmailError). A refused change writes nothing.
 func (s *Store) SetRoles(ctx context.Context, actorID, targetID string, roles []string, adminEmail func(email string) bool) (User, error) {
-	if _, err := uuid.Parse(targetID); err != nil {
+	if !ids.IsUUID(targetID) || !ids.IsUUID(actorID) {
 		return User{}, ErrNotFound
 	}
 	var out User

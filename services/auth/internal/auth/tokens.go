@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
+
+	"pressroom.dev/kit/ids"
 )
 
 // Refresh tokens are "prt_" + base64url(session id (16 bytes) || secret (32
@@ -125,7 +127,8 @@ func decodeCursor(s string) (pageCursor, error) {
 	if err := dec.Decode(&c); err != nil || dec.More() {
 		return pageCursor{}, ErrBadPageToken
 	}
-	if _, err := uuid.Parse(c.ID); err != nil || len(c.ID) != 36 {
+	// Both go to SQL: a uuid in another spelling or a NUL byte fails there.
+	if !ids.IsUUID(c.ID) || !ids.IsText(c.Email) {
 		return pageCursor{}, ErrBadPageToken
 	}
 	return c, nil

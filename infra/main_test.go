@@ -365,6 +365,11 @@ func TestStagingGraph(t *testing.T) {
 	if v := m.ByType(tVolume)[0]; v.Protect || d.Protect {
 		t.Error("staging resources are not protected")
 	}
+	for _, res := range m.Resources() {
+		if res.Protect {
+			t.Errorf("staging %s %s is protected", res.Type, res.Name)
+		}
+	}
 
 	// Outputs.
 	for k, v := range map[string]any{"url": "https://staging.example.com", "wwwUrl": "https://www.staging.example.com", "ip": "198.51.100.7"} {
@@ -483,14 +488,22 @@ func TestProdGraphIsHAAndProtected(t *testing.T) {
 	if !m.ByType(tVolume)[0].Protect {
 		t.Error("prod volume must be protected")
 	}
-	// What a running cluster cannot get back: its CAs, service-account key
-	// and join token.
+	// What a running cluster cannot get back: its CAs, service-account key,
+	// join token, and the passwords its databases were initialised with.
+	passwords := 0
 	for _, typ := range []string{"tls:index/privateKey:PrivateKey", tSelfSigned, "random:index/randomPassword:RandomPassword"} {
 		for _, res := range m.ByType(typ) {
-			if strings.HasPrefix(res.Name, "cluster-") && !strings.HasPrefix(res.Name, "cluster-admin") && !res.Protect {
+			datastore := res.Name == "postgres-superuser" || res.Name == "redis" || strings.HasPrefix(res.Name, "db-")
+			if datastore {
+				passwords++
+			}
+			if (datastore || strings.HasPrefix(res.Name, "cluster-") && !strings.HasPrefix(res.Name, "cluster-admin")) && !res.Protect {
 				t.Errorf("prod %s %s must be protected", typ, res.Name)
 			}
 		}
+	}
+	if passwords != 6 {
+		t.Errorf("%d datastore passwords, want 6", passwords)
 	}
 	// etcd ports open only inside the VPC.
 	fw := m.ByType(tFirewall)[0]

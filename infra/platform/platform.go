@@ -280,6 +280,7 @@ func NewPlatform(ctx *pulumi.Context, name string, args *PlatformArgs, opts ...p
 	sec, err := secrets.NewSecrets(ctx, "secrets", &secrets.SecretsArgs{
 		Namespace: ns, JWTKeyGeneration: a.JWTKeyGeneration,
 		GoogleClientSecret: a.GoogleClientSecret, ResendAPIKey: a.ResendAPIKey,
+		Protect: a.Protect,
 	}, pulumi.Parent(p))
 	if err != nil {
 		return nil, err

@@ -58,6 +58,9 @@ type SecretsArgs struct {
 	GoogleClientSecret pulumi.StringInput // may be a secret of ""
 	ResendAPIKey       pulumi.StringInput // may be a secret of ""
 	PostgresHost       string             // default "postgres"
+	// Protect the generated passwords: the data directories were initialised
+	// with them, so a replaced password locks the services out (prod).
+	Protect bool
 }
 
 // Secrets is the component.
@@ -95,7 +98,7 @@ func NewSecrets(ctx *pulumi.Context, name string, args *SecretsArgs, opts ...pul
 	password := func(n string) (pulumi.StringOutput, error) {
 		p, err := random.NewRandomPassword(ctx, n, &random.RandomPasswordArgs{
 			Length: pulumi.Int(32), Special: pulumi.Bool(false),
-		}, child...)
+		}, append(child, pulumi.Protect(args.Protect))...)
 		if err != nil {
 			return pulumi.StringOutput{}, fmt.Errorf("password %s: %w", n, err)
 		}

@@ -913,12 +913,15 @@ func TestProtectOnlyStatefulResourcesInProd(t *testing.T) {
 	g := run(t, "prod", prodArgs())
 	protected := []string{}
 	for _, r := range g.recs {
-		if r.Protect {
+		if r.Protect && r.Type == "random:index/randomPassword:RandomPassword" {
+			protected = append(protected, "RandomPassword/"+r.Name)
+		} else if r.Protect {
 			protected = append(protected, r.kind()+"/"+r.metaName())
 		}
 	}
 	sort.Strings(protected)
-	want := "[PersistentVolumeClaim/backups PersistentVolumeClaim/media-data StatefulSet/nats StatefulSet/postgres StatefulSet/redis]"
+	// the generated passwords the datastores were initialised with, too
+	want := "[PersistentVolumeClaim/backups PersistentVolumeClaim/media-data RandomPassword/db-article RandomPassword/db-auth RandomPassword/db-media RandomPassword/db-notification RandomPassword/postgres-superuser RandomPassword/redis StatefulSet/nats StatefulSet/postgres StatefulSet/redis]"
 	if fmt.Sprint(protected) != want {
 		t.Errorf("protected %v, want %s", protected, want)
 	}

@@ -36,6 +36,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -80,16 +81,18 @@ type Cluster struct {
 	procs   []*proc
 	ownsDir bool
 	log     io.Writer
+	died    chan string // names of components that exited on their own
 	stop    sync.Once
 	stopErr error
 }
 
 type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-	err  error
+	name     string
+	cmd      *exec.Cmd
+	log      string
+	done     chan struct{}
+	err      error
+	stopping atomic.Bool // set by stop: an exit after it is expected
 }
 
 // Start brings up etcd, kube-apiserver and kube-controller-manager and
@@ -133,7 +136,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 			return nil, fmt.Errorf("localkube: %s is missing (run tools/toolchain/kube-toolchain.sh and 'make deps'): %w", bin, err)
 		}
 	}
-	c := &Cluster{Dir: o.Dir, log: o.Log}
+	c := &Cluster{Dir: o.Dir, log: o.Log, died: make(chan string, 32)}
 	if c.Dir == "" {
 		base := shmDir()
 		if o.Node {
@@ -322,6 +325,9 @@ func (c *Cluster) PIDs() []int {
 func (c *Cluster) Stop() error {
 	c.stop.Do(func() {
 		var errs []error
+		for _, p := range c.procs { // from here on every exit is expected
+			p.stopping.Store(true)
+		}
 		if c.node != nil {
 			errs = append(errs, c.stopNode()...)
 		}
@@ -343,8 +349,13 @@ func (c *Cluster) Stop() error {
 	return c.stopErr
 }
 
+// Died receives the name of each component that exits while it should run
+// (the node is broken from then on; its log says why).
+func (c *Cluster) Died() <-chan string { return c.died }
+
 // stop ends one process: SIGTERM, then SIGKILL after 15 s.
 func (p *proc) stop() error {
+	p.stopping.Store(true)
 	select {
 	case <-p.done:
 		return nil
@@ -411,6 +422,14 @@ func (c *Cluster) spawnArgv(name string, argv ...string) (*proc, error) {
 		p.err = cmd.Wait()
 		f.Close()
 		close(p.done)
+		if !p.stopping.Load() {
+			select {
+			case c.died <- name:
+			default:
+			}
+			fmt.Fprintf(c.log, "localkube: %s (pid %d) exited unexpectedly (%v); last log lines:\n%s\n",
+				name, cmd.Process.Pid, p.err, tailFile(logPath, 15))
+		}
 	}()
 	c.procs = append(c.procs, p)
 	fmt.Fprintf(c.log, "localkube: started %s (pid %d), log %s\n", name, cmd.Process.Pid, logPath)

@@ -141,24 +141,41 @@ func removeLinks(ctx context.Context, n slotNet) {
 
 // InNamespace runs fn on an OS thread that has joined the network namespace
 // of pid; sockets fn creates stay in that namespace after it returns (a
-// listener there can be served from any goroutine).
+// listener there can be served from any goroutine). The thread then goes
+// back to its own namespace and is released. It must not exit instead: the
+// node's components are started with Pdeathsig, which the kernel ties to
+// the thread that forked them, and Go runs a goroutine on any thread, so a
+// thread that dies can take the kubelet with it.
 func InNamespace(pid int, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		// The thread is never unlocked: it leaves with the goroutine instead
-		// of returning to the scheduler in the wrong namespace.
 		runtime.LockOSThread()
+		own, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("localkube: this thread's namespace: %w", err)
+			return
+		}
+		defer own.Close()
 		target, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", pid))
 		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("localkube: namespace of pid %d: %w", pid, err)
 			return
 		}
 		defer target.Close()
 		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("localkube: join the namespace of pid %d: %w", pid, err)
 			return
 		}
-		errc <- fn()
+		err = fn()
+		// A thread that cannot go back stays locked and exits with the
+		// goroutine rather than serve others in the wrong namespace.
+		if unix.Setns(int(own.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
 	}()
 	return <-errc
 }

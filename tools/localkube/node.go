@@ -751,9 +751,9 @@ func (c *Cluster) MemoryBytes(sub string) (int64, error) {
 	return c.node.cg.memoryBytes(sub)
 }
 
-// NamespaceMemoryBytes is the memory the pods of namespace ns use now.
+// NamespaceMemoryBytes is the memory the running pods of namespace ns use now.
 func (c *Cluster) NamespaceMemoryBytes(ns string) (int64, error) {
-	out, err := c.Kubectl(context.Background(), "get", "pods", "-n", ns, "-o",
+	out, err := c.Kubectl(context.Background(), "get", "pods", "-n", ns, "--field-selector=status.phase=Running", "-o",
 		`jsonpath={range .items[*]}{.metadata.uid} {.status.qosClass}{"\n"}{end}`)
 	if err != nil {
 		return 0, err

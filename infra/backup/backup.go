@@ -55,6 +55,15 @@ type Backup struct {
 // BackupScript dumps every database (custom format) into a dated directory,
 // then removes directories older than the retention.
 const backupScript = `# Connection from PGHOST/PGPASSWORD (env); dumps go to BACKUP_DIR.
+# Postgres may be restarting, and a new pod's first connections are refused
+# until the node's NetworkPolicy controller has admitted its address (a few
+# seconds on K3s): wait for the server instead of failing the Job's tries.
+waited=0
+until pg_isready --quiet --timeout=5; do
+  waited=$((waited+2))
+  [ "$waited" -le "${PG_WAIT_SECONDS:-120}" ] || { echo "postgres at ${PGHOST:-the socket} did not accept connections within ${PG_WAIT_SECONDS:-120}s"; exit 1; }
+  sleep 2
+done
 dir="$root/$(date -u +%%Y-%%m-%%dT%%H%%M)"
 mkdir -p "$dir"
 chmod 0775 "$dir" # the media step (another uid, same group) writes its snapshot here

@@ -3,9 +3,13 @@ package backup
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -395,5 +399,64 @@ func TestScheduleAsKubernetesParsesIt(t *testing.T) {
 		if err := checkSchedule(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// A new pod's first connections can be refused (Postgres restarting, or the
+// node's NetworkPolicy controller not yet admitting the pod): backup.sh
+// waits for the server, and says so when it never comes.
+func TestBackupWaitsForTheServer(t *testing.T) {
+	pg := startPostgres(t)
+	p := newPod(t, pg)
+	dir := p.dir(t, "backups", 0o777)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	ln.Close() // refused until the relay below opens it
+
+	benv := []string{"BACKUP_DIR=" + dir, "RETENTION_DAYS=14", "PGPORT=" + port, "PG_WAIT_SECONDS=4"}
+	if out, err := p.run(t, uid, "backup.sh", benv); err == nil || !strings.Contains(out, "did not accept connections within 4s") {
+		t.Fatalf("backup.sh with no server: %v\n%s", err, out)
+	}
+
+	benv[len(benv)-1] = "PG_WAIT_SECONDS=60"
+	opened := make(chan struct{})
+	go func() {
+		defer close(opened)
+		time.Sleep(3 * time.Second) // the refused phase the script must outlast
+		l, err := net.Listen("tcp", "127.0.0.1:"+port)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		t.Cleanup(func() { l.Close() })
+		go relay(l, fmt.Sprintf("127.0.0.1:%d", pg.Port))
+	}()
+	out, err := p.run(t, uid, "backup.sh", benv)
+	<-opened
+	if err != nil || strings.Count(out, "dumped ") != len(secrets.Databases) {
+		t.Fatalf("backup.sh once the server answers: %v\n%s", err, out)
+	}
+}
+
+// relay forwards every connection of l to addr.
+func relay(l net.Listener, addr string) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			u, err := net.Dial("tcp", addr)
+			if err != nil {
+				return
+			}
+			defer u.Close()
+			go io.Copy(u, c)
+			io.Copy(c, u)
+		}()
 	}
 }

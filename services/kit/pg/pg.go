@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -87,8 +88,22 @@ func ExecIndexed(ctx context.Context, pool *pgxpool.Pool, sql string, args ...an
 	return tag, br.Close()
 }
 
-// Open parses dsn, connects and pings, so a bad DATABASE_URL fails at start-up.
+// ConnectWait is how long Open waits for a server that refuses or does not
+// answer: on a fresh deploy Postgres initialises for a minute while the
+// services start, and a new pod's first connections are refused until the
+// node's NetworkPolicy controller admits it. Waiting keeps the pod from
+// crash-looping; it stays well inside the startup probe's 150 s.
+const ConnectWait = 90 * time.Second
+
+// Open parses dsn, connects and pings, so a bad DATABASE_URL fails at
+// start-up. An unreachable server is retried for ConnectWait; a server that
+// answers with an error (a wrong password, a missing database) fails at once.
 func Open(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
+	return OpenWaiting(ctx, dsn, ConnectWait)
+}
+
+// OpenWaiting is Open with its own wait for an unreachable server.
+func OpenWaiting(ctx context.Context, dsn string, wait time.Duration) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("pg: DATABASE_URL is not a valid PostgreSQL URL (want postgres://user:pass@host:5432/db): %w", err)
@@ -97,13 +112,30 @@ func Open(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pg: open pool: %w", err)
 	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := pool.Ping(pctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("pg: cannot reach %s:%d/%s: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
+	where := fmt.Sprintf("%s:%d/%s", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
+	deadline := time.Now().Add(wait)
+	pause, logged := 250*time.Millisecond, time.Time{}
+	for ; ; pause = min(2*pause, 2*time.Second) {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = pool.Ping(pctx)
+		cancel()
+		var pgErr *pgconn.PgError
+		if err == nil {
+			return pool, nil
+		}
+		if errors.As(err, &pgErr) || ctx.Err() != nil || time.Now().Add(pause).After(deadline) {
+			pool.Close()
+			return nil, fmt.Errorf("pg: cannot reach %s: %w", where, err)
+		}
+		if time.Since(logged) > 10*time.Second {
+			slog.Warn("waiting for postgres", "at", where, "err", err, "gives_up_in", time.Until(deadline).Round(time.Second))
+			logged = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(pause):
+		}
 	}
-	return pool, nil
 }
 
 // Check is a readiness check: the pool can hand out a live connection.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -148,8 +149,46 @@ func TestMigrateAndOpenErrors(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
 	ln.Close() // a port with nothing listening
-	if _, err := Open(ctx, "postgres://x@"+addr+"/db?connect_timeout=2"); err == nil || !strings.Contains(err.Error(), "cannot reach") {
+	if _, err := OpenWaiting(ctx, "postgres://x@"+addr+"/db?connect_timeout=2", time.Second); err == nil || !strings.Contains(err.Error(), "cannot reach") {
 		t.Errorf("unreachable: %v", err)
+	}
+}
+
+// A fresh deploy starts the services while Postgres initialises: Open
+// waits for a server that is down, and fails at once when the server answers
+// with an error (a wrong password, a missing database): waiting cannot fix it.
+func TestOpenWaitsForTheServerButNotForItsRefusal(t *testing.T) {
+	ctx := context.Background()
+	pgs := testkit.StartPostgres(t)
+	dsn := pgs.NewDatabase(t)
+	if err := pgs.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan error, 1)
+	go func() {
+		time.Sleep(2 * time.Second) // refused meanwhile
+		started <- pgs.Start()
+	}()
+	pool, err := OpenWaiting(ctx, dsn, time.Minute)
+	if err := <-started; err != nil {
+		t.Fatal(err)
+	}
+	if err != nil {
+		t.Fatalf("Open did not wait for the server: %v", err)
+	}
+	pool.Close()
+
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/no_such_db" // the test server trusts loopback, so a missing database stands for any refusal
+	t0 := time.Now()
+	if _, err := OpenWaiting(ctx, u.String(), time.Minute); err == nil || !strings.Contains(err.Error(), "3D000") {
+		t.Fatalf("missing database: %v", err)
+	}
+	if waited := time.Since(t0); waited > 10*time.Second {
+		t.Errorf("a server's refusal was retried for %v", waited)
 	}
 }
 

@@ -11,7 +11,13 @@ export GONOSUMDB := github.com/pulumi
 export PRESSROOM_CACHE ?= $(HOME)/.cache/pressroom
 export PATH := $(PRESSROOM_CACHE)/bin:$(PATH)
 
-.PHONY: help deps tools generate build test test-unit bench lint dev preview up manifests rollback
+# make cluster's node keeps its data here (FRESH=1 starts it empty).
+CLUSTER_DIR ?= $(HOME)/.local/state/pressroom/cluster
+# STACK=local goes through tools/cmd/localstack: images built here, onto make cluster's node.
+LOCALSTACK = go build -o $(PRESSROOM_CACHE)/bin/pressroom-localstack ./tools/cmd/localstack && $(PRESSROOM_CACHE)/bin/pressroom-localstack -cluster $(CLUSTER_DIR)
+PULUMI_SH = $(if $(filter local,$(STACK)),$(LOCALSTACK),tools/pulumi.sh)
+
+.PHONY: help deps tools toolchains generate build test test-unit bench lint dev cluster preview up destroy manifests rollback
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -30,7 +36,10 @@ build: ## compile every module and service binary into bin/
 	@for m in $(MODULES); do (cd $$m && go build ./...) || exit 1; done
 	@for s in auth article media notification web; do go build -o bin/$$s ./services/$$s || exit 1; done
 
-test: deps ## every test tier: unit, datastores, Pulumi mocks, offline engine + API server, browser
+toolchains: deps ## build (or find cached) Pulumi, Kubernetes and the node's parts from the Go module proxy
+	@tools/toolchains.sh
+
+test: deps toolchains ## every tier: unit, datastores, Pulumi mocks, offline engine, live node, browser
 	@tools/test.sh $(MODULES)
 
 bench: deps ## benchmarks (performance targets live here, never in timed tests)
@@ -45,14 +54,22 @@ dev: deps ## run the whole platform on this machine (no cloud account) at http:/
 	@go build -o $(PRESSROOM_CACHE)/bin/pressroom-dev ./tools/cmd/dev
 	@exec $(PRESSROOM_CACHE)/bin/pressroom-dev
 
-preview: ## pulumi preview of STACK (default staging)
-	@tools/pulumi.sh preview --diff -s $(STACK)
+# Built, then exec'd: Ctrl-C and SIGTERM reach it, and it cleans up.
+cluster: deps ## a K3s-equivalent node on this machine (root): prints export KUBECONFIG=...; Ctrl-C stops it
+	@go build -o $(PRESSROOM_CACHE)/bin/pressroom-cluster ./tools/cmd/localkube
+	@exec $(PRESSROOM_CACHE)/bin/pressroom-cluster -node -dir $(CLUSTER_DIR) $(if $(FRESH),-fresh)
 
-up: ## pulumi up of STACK
-	@tools/pulumi.sh up -s $(STACK)
+preview: ## pulumi preview of STACK (default staging; STACK=local: onto make cluster's node)
+	@$(PULUMI_SH) preview --diff -s $(STACK)
+
+up: ## pulumi up of STACK (YES=1 skips the question; STACK=local: images built here, onto make cluster's node)
+	@$(PULUMI_SH) up -s $(STACK) $(if $(YES),--yes)
+
+destroy: ## pulumi destroy of STACK (asks before it deletes)
+	@$(PULUMI_SH) destroy -s $(STACK) $(if $(YES),--yes)
 
 manifests: ## render every Kubernetes object of STACK to YAML under .artifacts/manifests/STACK
 	@tools/pulumi.sh manifests -s $(STACK)
 
 rollback: ## bring STACK back to what update TO deployed: make rollback STACK=prod TO=12
-	@tools/pulumi.sh rollback -s $(STACK) --to $(TO) $(if $(YES),--yes)
+	@$(PULUMI_SH) rollback -s $(STACK) --to $(TO) $(if $(YES),--yes)

@@ -270,3 +270,41 @@ func TestMarkdownImagesAreMediaFilesOrHTTPS(t *testing.T) {
 		mustNotContain(t, body, "/media/../auth/renew")
 	}
 }
+
+// Every form on the site is held to the CSP's form-action 'self', and
+// browsers apply it to the form's redirects too: a POST that redirects to
+// another origin (the sign-in provider) leaves the visitor on a page that
+// never moves. The test walks every POST route with a full session, from
+// this site, and checks that no answer redirects off this origin.
+func TestFormPostsNeverRedirectOffSite(t *testing.T) {
+	h := newHarness(t)
+	a := h.published("Tides", "tides", "text")
+	walked := 0
+	for _, r := range h.engine.Routes() {
+		if r.Method != http.MethodPost {
+			continue
+		}
+		for _, tok := range []string{h.tok("u-admin"), ""} {
+			path := routePath(r.Path, a.Id) + "?return_to=%2Fadmin&back=%2Fadmin"
+			form := url.Values{"return_to": {"/admin"}, "title": {"T"}, "roles": {"author"}}
+			var cookies []*http.Cookie // signed out, the sign-in start goes on to the provider
+			if tok != "" {
+				cookies = []*http.Cookie{{Name: cookieRefresh, Value: "rt-u-admin"}}
+			}
+			resp, _ := h.do(req{method: r.Method, path: path, tok: tok, csrf: csrfTok, form: form, cookies: cookies,
+				header: map[string]string{"Origin": origin}})
+			walked++
+			loc := resp.Header.Get("Location")
+			if loc == "" {
+				continue
+			}
+			u, err := url.Parse(loc)
+			if err != nil || (u.IsAbs() && u.Scheme+"://"+u.Host != origin) || strings.HasPrefix(loc, "//") {
+				t.Errorf("POST %s (signed in: %v) redirects off this site to %q", path, tok != "", loc)
+			}
+		}
+	}
+	if walked < 10 {
+		t.Fatalf("walked only %d requests: the routes were not found", walked)
+	}
+}

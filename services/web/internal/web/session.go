@@ -64,10 +64,12 @@ func maxAge(ts *timestamppb.Timestamp, now time.Time, def time.Duration) int {
 }
 
 // continueData is a page whose form is sent at once by continue.js (or by
-// its button without JavaScript).
+// its button without JavaScript); with Link, a page whose link continue.js
+// follows at once.
 type continueData struct {
 	Message, Action, Button string
 	Fields                  []replayField
+	Link                    string
 }
 
 // sessionPage renders the page that turns a GET into the POST that changes
@@ -139,7 +141,10 @@ func (a *App) authLogin(c *gin.Context) {
 	}
 	a.setCookie(c, cookieState, res.Msg.GetState(), "/auth", 600, http.SameSiteLaxMode)
 	c.Header("Cache-Control", "no-store")
-	c.Redirect(http.StatusSeeOther, res.Msg.GetAuthorizationUrl())
+	// A page that links on, not a redirect: browsers hold a form's redirects
+	// to the page's CSP form-action ('self'), which the provider is not.
+	a.page(c, http.StatusOK, "continue", &Page{Title: "Sign in", NoIndex: true, Data: continueData{
+		Message: "Taking you to your sign-in provider…", Button: "Continue to sign in", Link: res.Msg.GetAuthorizationUrl()}})
 }
 
 // callback finishes the OIDC flow: the state must match this browser's cookie.

@@ -7,6 +7,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"mime/multipart"
@@ -14,6 +15,7 @@ import (
 	"net/http/httptest"
 	"net/textproto"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -619,13 +621,13 @@ func TestSignInFlowSetsSecureCookies(t *testing.T) {
 	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusFound || loc != "/login?return_to=%2Fadmin" {
 		t.Fatalf("GET /auth/login → %d %q", resp.StatusCode, loc)
 	}
-	resp, _ = h.do(req{method: http.MethodPost, path: "/auth/login", form: url.Values{"return_to": {"/admin"}},
+	resp, body = h.do(req{method: http.MethodPost, path: "/auth/login", form: url.Values{"return_to": {"/admin"}},
 		header: map[string]string{"X-Forwarded-For": "6.6.6.6, 198.51.100.4", "Origin": origin}})
 	if h.auth.lastXFF != "198.51.100.4" {
 		t.Fatalf("auth saw X-Forwarded-For %q, want the browser's address from our proxy", h.auth.lastXFF)
 	}
-	if loc := resp.Header.Get("Location"); !strings.HasPrefix(loc, "https://id.example.com/authorize") || !strings.Contains(loc, "return=/admin") {
-		t.Fatalf("/auth/login redirects to %q", loc)
+	if loc := providerLink(t, resp, body); !strings.HasPrefix(loc, "https://id.example.com/authorize") || !strings.Contains(loc, "return=/admin") {
+		t.Fatalf("/auth/login links on to %q", loc)
 	}
 	state := cookieNamed(resp, cookieState)
 	if state == nil || state.Value != "st-123" || state.Path != "/auth" || !state.HttpOnly || !state.Secure {
@@ -701,8 +703,8 @@ func TestOpenRedirectsAreRefused(t *testing.T) {
 		if resp, _ := h.do(req{path: "/auth/login?return_to=" + q}); resp.Header.Get("Location") != "/login?return_to=%2F" {
 			t.Errorf("GET /auth/login, return_to %q: to %q", target, resp.Header.Get("Location"))
 		}
-		if resp, _ := h.do(req{method: http.MethodPost, path: "/auth/login", form: post, header: map[string]string{"Origin": origin}}); !strings.HasSuffix(resp.Header.Get("Location"), "&return=/") {
-			t.Errorf("/auth/login, return_to %q: auth was asked for %q", target, resp.Header.Get("Location"))
+		if resp, body := h.do(req{method: http.MethodPost, path: "/auth/login", form: post, header: map[string]string{"Origin": origin}}); !strings.HasSuffix(providerLink(t, resp, body), "&return=/") {
+			t.Errorf("/auth/login, return_to %q: auth was asked for %q", target, providerLink(t, resp, body))
 		}
 	}
 	h.auth.mu.Lock()
@@ -1150,4 +1152,19 @@ func TestExpiredTokenOnAFormKeepsWhatWasTyped(t *testing.T) {
 		resp.Header.Get("Location") != "/login?return_to=%2Fadmin%2Farticles%2Fnew" {
 		t.Fatalf("renew of a dead session = %d to %q, %+v", resp.StatusCode, resp.Header.Get("Location"), c)
 	}
+}
+
+// providerLink is where the sign-in start sends the browser: a page (200,
+// no redirect, which the CSP's form-action would stop) whose link
+// continue.js follows.
+func providerLink(t *testing.T, resp *http.Response, body string) string {
+	t.Helper()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Location") != "" {
+		t.Fatalf("sign-in start: %d, Location %q; want a page that links on", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	m := regexp.MustCompile(`<a href="([^"]*)" id="continue"[^>]*data-autofollow`).FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("sign-in start page has no link to follow:\n%s", body)
+	}
+	return html.UnescapeString(m[1])
 }

@@ -17,7 +17,7 @@ CLUSTER_DIR ?= $(HOME)/.local/state/pressroom/cluster
 LOCALSTACK = go build -o $(PRESSROOM_CACHE)/bin/pressroom-localstack ./tools/cmd/localstack && $(PRESSROOM_CACHE)/bin/pressroom-localstack -cluster $(CLUSTER_DIR)
 PULUMI_SH = $(if $(filter local,$(STACK)),$(LOCALSTACK),tools/pulumi.sh)
 
-.PHONY: help deps tools toolchains generate build test test-unit bench lint dev cluster preview up destroy manifests rollback
+.PHONY: help deps tools check toolchains generate build test bench lint dev cluster preview up destroy manifests rollback
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ build: ## compile every module and service binary into bin/
 	@mkdir -p bin
 	@for m in $(MODULES); do (cd $$m && go build ./...) || exit 1; done
 	@for s in auth article media notification web; do go build -o bin/$$s ./services/$$s || exit 1; done
+
+check: ## gofmt and go vet across the workspace (CI runs it before the tests)
+	@tools/check.sh $(MODULES)
 
 toolchains: deps ## build (or find cached) Pulumi, Kubernetes and the node's parts from the Go module proxy
 	@tools/toolchains.sh

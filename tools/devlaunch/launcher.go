@@ -241,6 +241,8 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 		"JWT_ISSUER":          jwtIssuer,
 		"JWT_AUDIENCE":        jwtAudience,
 		"PUBLIC_URL":          p.URL,
+		// The edge in front of web is this machine's one proxy, as Traefik is the cluster's.
+		"TRUSTED_PROXIES": "127.0.0.1",
 	}
 	env := map[string]map[string]string{
 		"auth": {

@@ -228,7 +228,11 @@ func get(c *http.Client, url string) error {
 
 // closedLoop: workers request back to back for d; throughput and latency.
 func closedLoop(b *testing.B, url string, workers int, d time.Duration) loadResult {
-	c := newClient(workers)
+	return closedLoopWith(newClient(workers), url, workers, d)
+}
+
+// closedLoopWith is closedLoop with a client of the caller's (how it dials).
+func closedLoopWith(c *http.Client, url string, workers int, d time.Duration) loadResult {
 	defer c.CloseIdleConnections() // none left open for the next target, or to hold up a server's shutdown
 	var mu sync.Mutex
 	var lat []time.Duration
@@ -261,7 +265,11 @@ func closedLoop(b *testing.B, url string, workers int, d time.Duration) loadResu
 
 // openLoop: requests start at a fixed rate whatever the latency (no coordinated omission).
 func openLoop(b *testing.B, url string, rate int, d time.Duration) loadResult {
-	c := newClient(64)
+	return openLoopWith(newClient(64), url, rate, d)
+}
+
+// openLoopWith is openLoop with a client of the caller's.
+func openLoopWith(c *http.Client, url string, rate int, d time.Duration) loadResult {
 	defer c.CloseIdleConnections()
 	var mu sync.Mutex
 	var lat []time.Duration

@@ -71,8 +71,9 @@ func tail(path string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// browser starts a fresh Chromium (own profile, so its own cookies) for one person.
-func browser(t *testing.T, parent context.Context) context.Context {
+// browser starts a fresh Chromium (own profile, so its own cookies) for one
+// person; extra adds flags (e.g. the live node's name mapping).
+func browser(t *testing.T, parent context.Context, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Fatalf("%s not found: run `make deps` (Debian package chromium); the tests never download a browser", chromiumPath)
@@ -97,6 +98,7 @@ func browser(t *testing.T, parent context.Context) context.Context {
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.WindowSize(1280, 900),
 	}
+	opts = append(opts, extra...)
 	actx, cancelA := chromedp.NewExecAllocator(parent, opts...)
 	bctx, cancelB := chromedp.NewContext(actx)
 	t.Cleanup(func() {
@@ -112,13 +114,20 @@ func browser(t *testing.T, parent context.Context) context.Context {
 
 func run(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action) {
 	t.Helper()
-	if err := chromedp.Run(ctx, actions...); err != nil {
+	// Each step gets at most two minutes of the journey's time, so a stuck
+	// one fails with its own name and leaves time to see where it stood.
+	step, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := chromedp.Run(step, actions...); err != nil {
+		// The journey's deadline may be what failed: look with a fresh one.
+		look, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		defer cancel()
 		var url, text string
-		_ = chromedp.Run(ctx, chromedp.Location(&url), chromedp.Text("body", &text, chromedp.ByQuery, chromedp.AtLeast(0)))
+		_ = chromedp.Run(look, chromedp.Location(&url), chromedp.Text("body", &text, chromedp.ByQuery, chromedp.AtLeast(0)))
 		if len(text) > 1500 {
 			text = text[:1500]
 		}
-		shot(t, ctx, "failed-"+strings.ReplaceAll(what, " ", "-"))
+		shot(t, look, "failed-"+strings.ReplaceAll(what, " ", "-"))
 		t.Fatalf("%s: %v\n  at %s\n  page text: %s", what, err, url, text)
 	}
 }
@@ -209,9 +218,30 @@ func TestBrowserJourney(t *testing.T) {
 		t.Skip("the browser journey starts the whole platform; skipped with -short")
 	}
 	p := startPlatform(t)
-	base := p.URL
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
+	journey(t, ctx, site{
+		base:     p.URL,
+		notified: func(t *testing.T, ctx context.Context, slug string) { waitNotification(t, ctx, p, slug) },
+	})
+}
+
+// site is where a journey runs: the platform's public URL, the browser
+// flags that reach it, and how to see that notification recorded an event.
+type site struct {
+	base       string
+	flags      []chromedp.ExecAllocatorOption
+	notified   func(t *testing.T, ctx context.Context, slug string)
+	shotPrefix string // "" for make dev's tour pictures
+}
+
+// journey is the whole user story: sign in as a reader, be promoted by the
+// admin, upload, write and publish with a cover, read it anonymously (with
+// hostile Markdown inert), see the notification, unpublish.
+func journey(t *testing.T, ctx context.Context, s site) {
+	base := s.base
+	browser := func(t *testing.T, ctx context.Context) context.Context { return browser(t, ctx, s.flags...) }
+	shot := func(t *testing.T, ctx context.Context, name string) { shot(t, ctx, s.shotPrefix+name) }
 
 	// 1. A new person signs in: they are a reader and cannot reach the editor.
 	writer := browser(t, ctx)
@@ -360,7 +390,7 @@ func TestBrowserJourney(t *testing.T) {
 	run(t, visitor, "back to desktop size", chromedp.EmulateViewport(1280, 900))
 
 	// 6. The notification service recorded the published event.
-	waitNotification(t, ctx, p, slug)
+	s.notified(t, ctx, slug)
 
 	// 7. Unpublish: the article leaves the public site.
 	run(t, writer, "unpublish",

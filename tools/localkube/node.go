@@ -501,6 +501,9 @@ func (c *Cluster) InternetPID() int { return c.node.inet.pid() }
 // this machine (a browser here reaches internet servers there).
 func (c *Cluster) InternetHostAddress() string { return c.node.net.inetHostSide }
 
+// BusyboxImage is the node's busybox image (by digest), for test pods.
+func (c *Cluster) BusyboxImage() string { return c.node.images["busybox"].Ref() }
+
 // NodePID is a process in the node's namespaces (nsenter --target).
 func (c *Cluster) NodePID() int { return c.node.holder.pid() }
 

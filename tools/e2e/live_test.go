@@ -125,6 +125,7 @@ func TestLivePlatform(t *testing.T) {
 			lc.hardened(ctx, t)
 			lc.routes(ctx, t)
 			lc.eventsFlow(ctx, t)
+			lc.networkMatrix(ctx, t)
 			lc.memory(t)
 			lc.journey(ctx, t)
 			lc.podsReplaced(ctx, t)

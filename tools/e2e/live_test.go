@@ -116,6 +116,8 @@ func TestLivePlatform(t *testing.T) {
 		ImagesKey: "pressroom:images", Images: images,
 		Change: "web", NewImage: webB.Ref(),
 		Namespace: "pressroom",
+		// The render has no cert-manager Helm release, so no namespace for it.
+		RenderOmits: []offline.KubeObject{{Type: "kubernetes:core/v1:Namespace", Name: "cert-manager"}},
 		BeforeUp: func(ctx context.Context, t *testing.T, c *localkube.Cluster) {
 			go lc.crdsWhenUpWaits(ctx, t)
 		},

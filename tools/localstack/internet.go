@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -101,19 +102,31 @@ func StartInternet(ctx context.Context, c *localkube.Cluster, dir string) (*Inte
 	}); err != nil {
 		return nil, fmt.Errorf("localstack: OIDC provider listener: %w", err)
 	}
+	// Connection errors (e.g. a reachability probe that connects and hangs
+	// up before TLS) go to a log of their own, not the terminal.
+	errLog, err := os.OpenFile(filepath.Join(dir, "oidc-errors.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("localstack: %w", err)
+	}
 	srv := &http.Server{
 		Handler:           p.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
-		ErrorLog:          nil,
+		ErrorLog:          log.New(errLog, "oidc: ", log.LstdFlags),
 	}
+	srv.RegisterOnShutdown(func() { errLog.Close() })
 	go func() { _ = srv.ServeTLS(ln, "", "") }()
 	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})
 	return &Internet{CAPEM: caPEM, Issuer: issuer, ClientSecret: secret, OIDC: p, srv: srv}, nil
 }
 
 // Close stops the servers.
-func (i *Internet) Close() error { return i.srv.Close() }
+func (i *Internet) Close() error {
+	err := i.srv.Close()
+	_ = i.srv.Shutdown(context.Background()) // runs the OnShutdown hooks (the error log's close)
+	return err
+}
 
 func loadOrMake(path string, make func() (string, error)) (string, error) {
 	if b, err := os.ReadFile(path); err == nil {

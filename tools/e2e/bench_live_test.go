@@ -29,7 +29,8 @@ import (
 // visitor arrives) and on web's own port (a pod address), in the same run,
 // from inside the node (where kubelet probes come from: the only place
 // besides Traefik web's NetworkPolicy admits). It reports each one's
-// saturated rate, the Traefik/direct ratio, and p50/p99 at a steady 200 rps.
+// saturated rate, the Traefik/direct ratio, and p50/p99 at a steady rate
+// (200 rps, or half the slowest saturated rate on a busy machine).
 func BenchmarkLiveSite(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("the live node needs root")
@@ -85,14 +86,20 @@ func BenchmarkLiveSite(b *testing.B) {
 				rps[k] = append(rps[k], r.rps)
 			}
 		}
+		// Latency at a steady rate every path sustains: 200 rps, or half the
+		// slowest saturated rate when the machine is busier than that.
+		pace := 200
+		for k := range targets {
+			pace = min(pace, int(median(rps[k])/2))
+		}
 		for k, tg := range targets {
-			paced := openLoopWith(tg.client(64), tg.url, 200, paceTime)
+			paced := openLoopWith(tg.client(64), tg.url, pace, paceTime)
 			if paced.errors > 0 {
-				b.Errorf("%s: %d failed requests at 200 rps", tg.name, paced.errors)
+				b.Errorf("%s: %d failed requests at %d rps", tg.name, paced.errors, pace)
 			}
 			b.ReportMetric(median(rps[k]), tg.name+"-rps")
-			b.ReportMetric(float64(paced.p99.Microseconds())/1000, tg.name+"-p99-ms@200rps")
-			line := fmt.Sprintf("%-16s saturated %6.0f rps (median of %d rounds); at 200 rps p50 %s p99 %s", tg.name, median(rps[k]), rounds, paced.p50, paced.p99)
+			b.ReportMetric(float64(paced.p99.Microseconds())/1000, tg.name+"-p99-ms-paced")
+			line := fmt.Sprintf("%-16s saturated %6.0f rps (median of %d rounds); at %d rps p50 %s p99 %s", tg.name, median(rps[k]), rounds, pace, paced.p50, paced.p99)
 			if strings.HasSuffix(tg.name, "-traefik") {
 				ratio := median(rps[k]) / median(rps[k+1])
 				b.ReportMetric(ratio, tg.name+"-x-direct")

@@ -2,6 +2,7 @@ package media
 
 import (
 	"encoding/base64"
+	"pressroom.dev/kit/ids"
 	"strings"
 	"testing"
 	"time"
@@ -35,7 +36,7 @@ func FuzzDecodeCursor(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !IsUUID(c.ID) || strings.ContainsRune(c.ID, 0) || c.CreatedAt.Before(time.Unix(0, 0)) || c.CreatedAt.Year() > 9999 {
+		if !ids.IsUUID(c.ID) || strings.ContainsRune(c.ID, 0) || c.CreatedAt.Before(time.Unix(0, 0)) || c.CreatedAt.Year() > 9999 {
 			t.Fatalf("accepted %q as %+v", s, c)
 		}
 	})

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"pressroom.dev/kit/ids"
 	"strconv"
 	"strings"
 	"time"
@@ -288,7 +289,7 @@ func decodeCursor(s string) (Cursor, error) {
 		return Cursor{}, err
 	}
 	ts, id, ok := strings.Cut(string(b), ",")
-	if !ok || !IsUUID(id) {
+	if !ok || !ids.IsUUID(id) {
 		return Cursor{}, errors.New("bad page token")
 	}
 	us, err := strconv.ParseInt(ts, 10, 64)
@@ -306,34 +307,13 @@ func decodeCursor(s string) (Cursor, error) {
 // maxCursorMicros is 9999-12-31T23:59:59.999999Z in Unix microseconds.
 const maxCursorMicros = 253402300799999999
 
-// IsUUID accepts only the canonical 8-4-4-4-12 hex form.
-func IsUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
-}
-
 func (h *HTTP) delete(c *gin.Context) {
 	p, ok := h.principal(c)
 	if !ok {
 		return
 	}
 	id := c.Param("id")
-	if !IsUUID(id) {
+	if !ids.IsUUID(id) {
 		fail(c, http.StatusNotFound, "no such media item: ids look like 0b5c0c3e-3f4a-4c1e-9d8f-2a6b7c8d9e0f")
 		return
 	}

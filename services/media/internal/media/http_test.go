@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"pressroom.dev/kit/ids"
 	"strings"
 	"sync"
 	"testing"
@@ -35,7 +36,7 @@ func TestUploadAuthorization(t *testing.T) {
 	}
 	it := e.mustUpload(e.tok("alice", "author"), "a.png", img)
 	if it.UploaderID != "alice" || it.ContentType != "image/png" || it.Width != 8 || it.Height != 8 ||
-		it.Size != int64(len(img)) || it.URL != "/media/"+it.Name || !IsUUID(it.ID) || it.CreatedAt.IsZero() {
+		it.Size != int64(len(img)) || it.URL != "/media/"+it.Name || !ids.IsUUID(it.ID) || it.CreatedAt.IsZero() {
 		t.Fatalf("item %+v", it)
 	}
 	e.mustUpload(e.tok("root", "admin"), "b.png", pngBytes(t, 8, 8, 2))

@@ -2,6 +2,7 @@ package media
 
 import (
 	"path/filepath"
+	"pressroom.dev/kit/ids"
 	"strings"
 	"testing"
 )
@@ -24,13 +25,13 @@ func TestParseName(t *testing.T) {
 }
 
 func TestIsUUID(t *testing.T) {
-	if !IsUUID("0b5c0c3e-3f4a-4c1e-9d8f-2a6b7c8d9e0f") || !IsUUID("0B5C0C3E-3F4A-4C1E-9D8F-2A6B7C8D9E0F") {
+	if !ids.IsUUID("0b5c0c3e-3f4a-4c1e-9d8f-2a6b7c8d9e0f") || !ids.IsUUID("0B5C0C3E-3F4A-4C1E-9D8F-2A6B7C8D9E0F") {
 		t.Fatal("canonical UUIDs refused")
 	}
 	for _, bad := range []string{"", "0b5c0c3e3f4a4c1e9d8f2a6b7c8d9e0f", "0b5c0c3e-3f4a-4c1e-9d8f-2a6b7c8d9e0", "../../../../../../../../etc/passwd00",
 		"0b5c0c3e-3f4a-4c1e-9d8f-2a6b7c8d9e0g", "0b5c0c3e-3f4a-4c1e-9d8f-2a6b7c8d9e\x000"} {
-		if IsUUID(bad) {
-			t.Errorf("IsUUID(%q)", bad)
+		if ids.IsUUID(bad) {
+			t.Errorf("ids.IsUUID(%q)", bad)
 		}
 	}
 }

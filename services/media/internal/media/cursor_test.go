@@ -2,10 +2,11 @@ package media
 
 import (
 	"encoding/base64"
-	"pressroom.dev/kit/ids"
 	"strings"
 	"testing"
 	"time"
+
+	"pressroom.dev/kit/ids"
 )
 
 // A page token's time must be one Postgres can compare with: a made-up one

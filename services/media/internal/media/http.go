@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"pressroom.dev/kit/ids"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"pressroom.dev/kit/authz"
+	"pressroom.dev/kit/ids"
 	"pressroom.dev/kit/token"
 	"pressroom.dev/services/media/internal/imaging"
 )

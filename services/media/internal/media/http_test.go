@@ -7,10 +7,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"pressroom.dev/kit/ids"
 	"strings"
 	"sync"
 	"testing"
+
+	"pressroom.dev/kit/ids"
 )
 
 func TestUploadAuthorization(t *testing.T) {

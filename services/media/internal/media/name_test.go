@@ -2,9 +2,10 @@ package media
 
 import (
 	"path/filepath"
-	"pressroom.dev/kit/ids"
 	"strings"
 	"testing"
+
+	"pressroom.dev/kit/ids"
 )
 
 func TestParseName(t *testing.T) {

@@ -34,6 +34,9 @@ type Config struct {
 	SiteTitle       string        `env:"SITE_TITLE" envDefault:"Pressroom"`
 	SiteDescription string        `env:"SITE_DESCRIPTION" envDefault:"Stories, notes and news."`
 	PageCacheTTL    time.Duration `env:"PAGE_CACHE_TTL" envDefault:"2s"`
+	// Build is set by the image (ENV from its build argument BUILD, the same
+	// value as its dev.pressroom.build label).
+	Build string `env:"PRESSROOM_BUILD"`
 }
 
 func main() {
@@ -78,7 +81,7 @@ func run() error {
 		MaxIdleConns: 200, MaxIdleConnsPerHost: 100, IdleConnTimeout: 90 * time.Second})}
 	ics := connect.WithInterceptors(otelIC, connectkit.ForwardToken())
 	app, err := web.New(web.Options{
-		Site:          web.Site{Title: cfg.SiteTitle, Description: cfg.SiteDescription, URL: cfg.PublicURL},
+		Site:          web.Site{Title: cfg.SiteTitle, Description: cfg.SiteDescription, URL: cfg.PublicURL, Build: cfg.Build},
 		Auth:          authv1connect.NewAuthServiceClient(hc, cfg.AuthURL, ics),
 		Articles:      articlev1connect.NewArticleServiceClient(hc, cfg.ArticleURL, ics),
 		Media:         web.NewMediaClient(cfg.MediaURL, hc),

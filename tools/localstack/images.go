@@ -126,6 +126,11 @@ func sortedKeys[V any](m map[string]V) []string {
 func Variant(imagesDir, svc string, labels map[string]string) (nodeimages.Image, error) {
 	spec := nodeimages.ServiceSpec(svc, filepath.Join(imagesDir, "bin", svc), Services[svc])
 	spec.Labels = labels
+	// As services/web/Dockerfile does with its BUILD argument: the label's
+	// value is also the environment the service shows its build from.
+	if b, ok := labels["dev.pressroom.build"]; ok {
+		spec.Env = append(spec.Env, "PRESSROOM_BUILD="+b)
+	}
 	img, err := nodeimages.Build(spec, filepath.Join(imagesDir, svc+"-variant"))
 	if err != nil {
 		return img, fmt.Errorf("localstack: image %s: %w", spec.Name, err)

@@ -212,6 +212,9 @@ func (a *App) securityHeaders(c *gin.Context) {
 	h.Set("Referrer-Policy", "strict-origin-when-cross-origin")
 	h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	if a.opt.Site.Build != "" {
+		h.Set("X-Pressroom-Build", a.opt.Site.Build)
+	}
 	if a.https || c.Request.TLS != nil || c.GetHeader("X-Forwarded-Proto") == "https" {
 		h.Set("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
 	}

@@ -98,6 +98,10 @@ type Site struct {
 	Title       string
 	Description string
 	URL         string // public origin without trailing slash
+	// Build names the image's build (its dev.pressroom.build label); shown in
+	// the footer and the X-Pressroom-Build header, so an operator sees which
+	// build answers after a deploy or a rollback. Empty: neither.
+	Build string
 }
 
 // Page is the data every template receives.

@@ -226,3 +226,46 @@ func TestTrustedCABundle(t *testing.T) {
 			[]string{`pressroom:app.trustedCaBundle: must be a string (got 42)`}},
 	})
 }
+
+// A private ACME CA (a test CA, or one inside a company) replaces Let's
+// Encrypt's directory for the selected issuer; its CA bundle is checked as
+// the trusted bundle is.
+func TestACMEServer(t *testing.T) {
+	staging := stagingStack(t)
+	cfg, err := Load("staging", staging)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ACME.Server != "" || cfg.ACME.CABundle != "" {
+		t.Errorf("default server %q bundle %q, want Let's Encrypt's (none)", cfg.ACME.Server, cfg.ACME.CABundle)
+	}
+	ca, key := testCertPEM(t, "Example ACME Test CA")
+	acme := func(fields map[string]any) map[string]string {
+		out := staging
+		for k, v := range fields {
+			out = set(t, out, "acme", k, v)
+		}
+		return out
+	}
+	custom := acme(map[string]any{"server": "https://acme.example.org:14000/dir", "caBundle": ca})
+	cfg, err = Load("staging", custom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ACME.Server != "https://acme.example.org:14000/dir" || !strings.Contains(cfg.ACME.CABundle, "BEGIN CERTIFICATE") {
+		t.Errorf("loaded %+v", cfg.ACME)
+	}
+	wantAccepted(t, map[string]map[string]string{
+		"server without a bundle (publicly trusted)": acme(map[string]any{"server": "https://acme.example.org/directory"}),
+	})
+	wantRefused(t, []refusal{
+		{"plain http", acme(map[string]any{"server": "http://acme.example.org/dir"}),
+			[]string{`pressroom:acme.server: must be the https URL of an ACME directory, like https://acme-v02.api.letsencrypt.org/directory (got "http://acme.example.org/dir")`}},
+		{"no host", acme(map[string]any{"server": "https:///dir"}),
+			[]string{`pressroom:acme.server: must be the https URL of an ACME directory`}},
+		{"bundle without a server", acme(map[string]any{"caBundle": ca}),
+			[]string{`pressroom:acme.caBundle: is only for a custom ACME server: set acme.server too`}},
+		{"a key in the bundle", acme(map[string]any{"server": "https://acme.example.org/dir", "caBundle": ca + key}),
+			[]string{`pressroom:acme.caBundle: block 2 is a EC PRIVATE KEY: a CA bundle holds certificates only`}},
+	})
+}

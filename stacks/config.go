@@ -94,6 +94,13 @@ type CloudflareConfig struct {
 type ACMEConfig struct {
 	Email  string
 	Issuer string // staging | prod
+	// Server replaces the ACME directory URL of the issuer Issuer selects
+	// (cert-manager's spec.acme.server), e.g. a private or test ACME CA;
+	// empty: Let's Encrypt's. CABundle is the PEM CA that server's TLS
+	// certificate chains to (spec.acme.caBundle), when it is not publicly
+	// trusted.
+	Server   string
+	CABundle string
 }
 
 // CertManagerConfig configures the cert-manager Helm release.

@@ -351,7 +351,8 @@ func (l *loader) build() *Config {
 		f("sshPublicKeys", &cl.SSHPublicKeys), f("volumeSizeGb", &cl.VolumeSizeGB), f("vpcCidr", &cl.VPCCIDR),
 		f("apiHost", &cl.APIHost), f("readyTimeoutSeconds", &cl.ReadyTimeout), f("renderDir", &cl.RenderDir))
 	l.object("cloudflare", f("zoneId", &c.Cloudflare.ZoneID))
-	l.object("acme", f("email", &c.ACME.Email), f("issuer", &c.ACME.Issuer))
+	l.object("acme", f("email", &c.ACME.Email), f("issuer", &c.ACME.Issuer),
+		f("server", &c.ACME.Server), f("caBundle", text{&c.ACME.CABundle}))
 	l.object("certManager", f("install", &c.CertManager.Install), f("version", &c.CertManager.Version),
 		f("chart", &c.CertManager.Chart), f("images", &c.CertManager.Images))
 	di := &c.DatastoreImages

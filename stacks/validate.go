@@ -114,6 +114,18 @@ func (l *loader) validate(c *Config, secrets map[string]string) {
 	if c.ACME.Issuer != "staging" && c.ACME.Issuer != "prod" {
 		l.problemf("acme.issuer", "must be staging or prod (got %q)", c.ACME.Issuer)
 	}
+	if c.ACME.Server != "" {
+		if msg := acmeServerProblem(c.ACME.Server); msg != "" {
+			l.problemf("acme.server", "%s (got %q)", msg, c.ACME.Server)
+		}
+	}
+	if c.ACME.CABundle != "" {
+		if c.ACME.Server == "" {
+			l.problemf("acme.caBundle", "is only for a custom ACME server: set acme.server too, or remove acme.caBundle (Let's Encrypt's certificate is publicly trusted)")
+		} else if err := CheckCABundle(c.ACME.CABundle); err != nil {
+			l.problemf("acme.caBundle", "%v", err)
+		}
+	}
 	if c.CertManager.Install {
 		l.validateCertManager(c.CertManager)
 	}
@@ -445,6 +457,17 @@ func emailOK(s string) bool {
 	a, err := mail.ParseAddress(s)
 	at := strings.LastIndex(s, "@")
 	return err == nil && a.Address == s && at > 0 && dnsNameOK(strings.ToLower(s[at+1:]))
+}
+
+// acmeServerProblem says what is wrong with an ACME directory URL, or "".
+// cert-manager talks to the server over TLS only.
+func acmeServerProblem(s string) string {
+	const like = "must be the https URL of an ACME directory, like https://acme-v02.api.letsencrypt.org/directory"
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "https" || u.Opaque != "" || u.Hostname() == "" || u.User != nil || u.Fragment != "" || !strings.HasPrefix(s, "https://") {
+		return like
+	}
+	return ""
 }
 
 // issuerProblem says what is wrong with an OIDC issuer URL, or "". go-oidc

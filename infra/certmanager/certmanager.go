@@ -7,6 +7,7 @@
 package certmanager
 
 import (
+	"encoding/base64"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -69,9 +70,14 @@ type CertManagerArgs struct {
 	Chart string
 	// Images overrides the chart's images by component
 	// (stacks.CertManagerImageKeys): repository[:tag]@sha256:<digest>.
-	Images       map[string]string
-	Email        string // ACME account e-mail
-	IngressClass string // default "traefik"
+	Images map[string]string
+	Email  string // ACME account e-mail
+	// Server, when set, replaces the ACME directory URL of the ClusterIssuer
+	// named ServerFor (Staging or Prod): a private or test ACME CA, issuing
+	// through the same objects as Let's Encrypt. CABundle is the PEM CA its
+	// TLS certificate chains to (empty: publicly trusted).
+	Server, ServerFor, CABundle string
+	IngressClass                string // default "traefik"
 	// DependsOn is the cluster readiness gate.
 	DependsOn []pulumi.Resource
 }
@@ -104,6 +110,12 @@ func NewCertManager(ctx *pulumi.Context, name string, args *CertManagerArgs, opt
 	}
 	if !versionRE.MatchString(a.Version) {
 		return nil, fmt.Errorf("certmanager: chart version %q must be pinned as vX.Y.Z", a.Version)
+	}
+	if a.Server != "" && acmeServers[a.ServerFor] == "" {
+		return nil, fmt.Errorf("certmanager: ACME server %s replaces the server of issuer %q: use %s or %s", a.Server, a.ServerFor, Staging, Prod)
+	}
+	if a.CABundle != "" && a.Server == "" {
+		return nil, fmt.Errorf("certmanager: an ACME CA bundle without a custom ACME server")
 	}
 	if a.Chart == "" {
 		a.Chart = DefaultChart
@@ -163,6 +175,20 @@ func NewCertManager(ctx *pulumi.Context, name string, args *CertManagerArgs, opt
 
 	issuers := []string{Staging, Prod}
 	for _, n := range issuers {
+		acme := pulumi.Map{
+			"server":              pulumi.String(acmeServers[n]),
+			"email":               pulumi.String(a.Email),
+			"privateKeySecretRef": pulumi.Map{"name": pulumi.String(n + "-account")},
+			"solvers": pulumi.Array{pulumi.Map{
+				"http01": pulumi.Map{"ingress": SolverIngress(a.Version, a.IngressClass)},
+			}},
+		}
+		if n == a.ServerFor && a.Server != "" {
+			acme["server"] = pulumi.String(a.Server)
+			if a.CABundle != "" {
+				acme["caBundle"] = pulumi.String(base64.StdEncoding.EncodeToString([]byte(a.CABundle)))
+			}
+		}
 		if _, err := apiextensions.NewCustomResource(ctx, n, &apiextensions.CustomResourceArgs{
 			ApiVersion: pulumi.String("cert-manager.io/v1"),
 			Kind:       pulumi.String("ClusterIssuer"),
@@ -170,16 +196,7 @@ func NewCertManager(ctx *pulumi.Context, name string, args *CertManagerArgs, opt
 				Name:   pulumi.String(n),
 				Labels: kube.Labels(n, "tls"),
 			},
-			OtherFields: kubernetes.UntypedArgs{"spec": pulumi.Map{
-				"acme": pulumi.Map{
-					"server":              pulumi.String(acmeServers[n]),
-					"email":               pulumi.String(a.Email),
-					"privateKeySecretRef": pulumi.Map{"name": pulumi.String(n + "-account")},
-					"solvers": pulumi.Array{pulumi.Map{
-						"http01": pulumi.Map{"ingress": SolverIngress(a.Version, a.IngressClass)},
-					}},
-				},
-			}},
+			OtherFields: kubernetes.UntypedArgs{"spec": pulumi.Map{"acme": acme}},
 		}, kube.Child(c, pulumi.DependsOn(ready))...); err != nil {
 			return nil, fmt.Errorf("cluster issuer %s: %w", n, err)
 		}

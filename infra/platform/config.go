@@ -14,6 +14,8 @@ func ArgsFromConfig(cfg *stacks.Config, ready ...pulumi.Resource) *PlatformArgs 
 		Domain:             cfg.Domain,
 		Nodes:              cfg.Cluster.Nodes,
 		ACMEEmail:          cfg.ACME.Email,
+		ACMEServer:         cfg.ACME.Server,
+		ACMECABundle:       cfg.ACME.CABundle,
 		Issuer:             cfg.ACME.Issuer,
 		InstallCertManager: cfg.CertManager.Install,
 		CertManagerVersion: cfg.CertManager.Version,

@@ -101,6 +101,8 @@ type PlatformArgs struct {
 	Nodes  int    // cluster size; > 1 turns on topology spread
 
 	ACMEEmail          string
+	ACMEServer         string // replaces Let's Encrypt's directory for Issuer
+	ACMECABundle       string // PEM CA of ACMEServer's TLS certificate
 	Issuer             string // staging | prod
 	InstallCertManager bool   // false when the cluster already runs cert-manager
 	CertManagerVersion string // default certmanager.DefaultVersion
@@ -249,7 +251,7 @@ func NewPlatform(ctx *pulumi.Context, name string, args *PlatformArgs, opts ...p
 
 	cm, err := certmanager.NewCertManager(ctx, "cert-manager", &certmanager.CertManagerArgs{
 		Install: a.InstallCertManager, Version: a.CertManagerVersion, Chart: a.CertManagerChart, Images: a.CertManagerImages,
-		Email: a.ACMEEmail, DependsOn: a.DependsOn,
+		Email: a.ACMEEmail, Server: a.ACMEServer, ServerFor: issuer, CABundle: a.ACMECABundle, DependsOn: a.DependsOn,
 	}, pulumi.Parent(p))
 	if err != nil {
 		return nil, err

@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -1072,5 +1073,42 @@ func TestPostgresRunsThePlatformsStartScript(t *testing.T) {
 		if v["name"] == "init" {
 			t.Errorf("the docker-entrypoint-initdb.d volume is still there: %v", v)
 		}
+	}
+}
+
+// A custom ACME server (the local stack's Pebble, a company's ACME CA)
+// replaces the directory of the selected issuer only, with its CA bundle;
+// the other issuer stays Let's Encrypt's.
+func TestCustomACMEServerReplacesTheSelectedIssuer(t *testing.T) {
+	const bundle = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+	a := stagingArgs()
+	a.Issuer = "prod"
+	a.ACMEServer = "https://acme.example.org:14000/dir"
+	a.ACMECABundle = bundle
+	g := run(t, "staging", a)
+	servers := map[string]any{}
+	for _, ci := range g.all("ClusterIssuer") {
+		servers[ci.metaName()] = get(ci.In, "spec", "acme", "server")
+		ca := get(ci.In, "spec", "acme", "caBundle")
+		switch ci.metaName() {
+		case "letsencrypt-prod":
+			if ca != base64.StdEncoding.EncodeToString([]byte(bundle)) {
+				t.Errorf("prod issuer caBundle %v, want the bundle base64-encoded", ca)
+			}
+		default:
+			if ca != nil {
+				t.Errorf("%s has caBundle %v, want none", ci.metaName(), ca)
+			}
+		}
+	}
+	want := map[string]any{
+		"letsencrypt-prod":    "https://acme.example.org:14000/dir",
+		"letsencrypt-staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
+	}
+	if !reflect.DeepEqual(servers, want) {
+		t.Errorf("servers %v, want %v", servers, want)
+	}
+	if cert := g.one(t, "Certificate", "pressroom-tls"); get(cert.In, "spec", "issuerRef", "name") != "letsencrypt-prod" {
+		t.Errorf("certificate issuer %v", get(cert.In, "spec", "issuerRef", "name"))
 	}
 }

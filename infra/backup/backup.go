@@ -55,15 +55,7 @@ type Backup struct {
 // BackupScript dumps every database (custom format) into a dated directory,
 // then removes directories older than the retention.
 const backupScript = `# Connection from PGHOST/PGPASSWORD (env); dumps go to BACKUP_DIR.
-# Postgres may be restarting, and a new pod's first connections are refused
-# until the node's NetworkPolicy controller has admitted its address (a few
-# seconds on K3s): wait for the server instead of failing the Job's tries.
-waited=0
-until pg_isready --quiet --timeout=5; do
-  waited=$((waited+2))
-  [ "$waited" -le "${PG_WAIT_SECONDS:-120}" ] || { echo "postgres at ${PGHOST:-the socket} did not accept connections within ${PG_WAIT_SECONDS:-120}s"; exit 1; }
-  sleep 2
-done
+wait_for_postgres
 dir="$root/$(date -u +%%Y-%%m-%%dT%%H%%M)"
 mkdir -p "$dir"
 chmod 0775 "$dir" # the media step (another uid, same group) writes its snapshot here
@@ -82,6 +74,18 @@ find "$root" -mindepth 1 -maxdepth 1 -type d -mtime +"${RETENTION_DAYS:?}" -prin
 const prelude = `#!/bin/sh
 set -eu
 root="${BACKUP_DIR:-/backups}"
+# wait_for_postgres: Postgres may be restarting, and a new pod's first
+# connections are refused until the node's NetworkPolicy controller has
+# admitted its address (a few seconds on K3s): wait for the server instead
+# of failing the Job (a restore Job has no second try).
+wait_for_postgres() {
+  waited=0
+  until pg_isready --quiet --timeout=5; do
+    waited=$((waited+2))
+    [ "$waited" -le "${PG_WAIT_SECONDS:-120}" ] || { echo "postgres at ${PGHOST:-the socket} did not accept connections within ${PG_WAIT_SECONDS:-120}s"; exit 1; }
+    sleep 2
+  done
+}
 # newest prints the newest backup directory (names sort by time), or nothing.
 newest() { ls -1d "$root"/*/ 2>/dev/null | sort | tail -n 1 | sed 's|/$||'; }
 # published lists a media tree's files as <2 hex digits>/<name>, sorted.
@@ -193,6 +197,7 @@ const restoreScript = `when="${1:?usage: restore.sh <backup dir name, e.g. 2026-
 db="${2:?usage: restore.sh <backup dir name> <database>}"
 f="$root/$when/$db.dump"
 [ -f "$f" ] || { echo "no dump $f; available: $(ls "$root")"; exit 1; }
+wait_for_postgres
 pg_restore --username=postgres --dbname="$db" --clean --if-exists --no-owner --role="${db%%_db}" --exit-on-error "$f"
 echo "restored $db from $f"
 `

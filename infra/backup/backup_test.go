@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -403,8 +404,8 @@ func TestScheduleAsKubernetesParsesIt(t *testing.T) {
 }
 
 // A new pod's first connections can be refused (Postgres restarting, or the
-// node's NetworkPolicy controller not yet admitting the pod): backup.sh
-// waits for the server, and says so when it never comes.
+// node's NetworkPolicy controller not yet admitting the pod): backup.sh and
+// restore.sh wait for the server, and say so when it never comes.
 func TestBackupWaitsForTheServer(t *testing.T) {
 	pg := startPostgres(t)
 	p := newPod(t, pg)
@@ -438,6 +439,40 @@ func TestBackupWaitsForTheServer(t *testing.T) {
 	<-opened
 	if err != nil || strings.Count(out, "dumped ") != len(secrets.Databases) {
 		t.Fatalf("backup.sh once the server answers: %v\n%s", err, out)
+	}
+
+	// restore.sh runs as a Job with no second try: it waits the same way.
+	m := regexp.MustCompile(`dumped article_db to .*/([0-9T-]+)/article_db\.dump`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no backup directory in backup.sh's output:\n%s", out)
+	}
+	ln, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port = strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	ln.Close()
+	renv := []string{"BACKUP_DIR=" + dir, "PGPORT=" + port, "PG_WAIT_SECONDS=4"}
+	if out, err := p.run(t, uid, "restore.sh", renv, m[1], "article_db"); err == nil || !strings.Contains(out, "did not accept connections within 4s") {
+		t.Fatalf("restore.sh with no server: %v\n%s", err, out)
+	}
+	renv[len(renv)-1] = "PG_WAIT_SECONDS=60"
+	reopened := make(chan struct{})
+	go func() {
+		defer close(reopened)
+		time.Sleep(3 * time.Second)
+		l, err := net.Listen("tcp", "127.0.0.1:"+port)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		t.Cleanup(func() { l.Close() })
+		go relay(l, fmt.Sprintf("127.0.0.1:%d", pg.Port))
+	}()
+	out, err = p.run(t, uid, "restore.sh", renv, m[1], "article_db")
+	<-reopened
+	if err != nil || !strings.Contains(out, "restored article_db") {
+		t.Fatalf("restore.sh once the server answers: %v\n%s", err, out)
 	}
 }
 

@@ -17,7 +17,7 @@ CLUSTER_DIR ?= $(HOME)/.local/state/pressroom/cluster
 LOCALSTACK = go build -o $(PRESSROOM_CACHE)/bin/pressroom-localstack ./tools/cmd/localstack && $(PRESSROOM_CACHE)/bin/pressroom-localstack -cluster $(CLUSTER_DIR)
 PULUMI_SH = $(if $(filter local,$(STACK)),$(LOCALSTACK),tools/pulumi.sh)
 
-.PHONY: help deps tools check toolchains generate build test bench lint dev cluster preview up destroy manifests rollback
+.PHONY: help deps tools check toolchains generate build test bench dev cluster preview up destroy manifests rollback
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -36,7 +36,8 @@ build: ## compile every module and service binary into bin/
 	@for m in $(MODULES); do (cd $$m && go build ./...) || exit 1; done
 	@for s in auth article media notification web; do go build -o bin/$$s ./services/$$s || exit 1; done
 
-check: ## gofmt and go vet across the workspace (CI runs it before the tests)
+check: ## the fast tier, nothing started: gofmt, go vet, staticcheck, go test -short (CI runs it first)
+	@tools/gotools.sh staticcheck
 	@tools/check.sh $(MODULES)
 
 toolchains: deps ## build (or find cached) Pulumi, Kubernetes and the node's parts from the Go module proxy
@@ -47,9 +48,6 @@ test: deps toolchains ## every tier: unit, datastores, Pulumi mocks, offline eng
 
 bench: deps ## benchmarks (performance targets live here, never in timed tests)
 	@tools/bench.sh $(MODULES)
-
-lint: tools ## go vet and staticcheck across the workspace
-	@for m in $(MODULES); do echo "== $$m"; (cd $$m && go vet ./... && staticcheck ./...) || exit 1; done
 
 # Built, then exec'd, not `go run`: make passes SIGTERM to its child, and
 # `go run` would not pass it on to the launcher.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the pinned developer tools from the Go module proxy into
 # $PRESSROOM_CACHE/bin (default ~/.cache/pressroom/bin). A tool already built
-# at the pinned version is kept, so reruns take no time.
+# at the pinned version is kept, so reruns take no time. With names as
+# arguments (tools/gotools.sh staticcheck) it builds only those.
 set -euo pipefail
 cache="${PRESSROOM_CACHE:-$HOME/.cache/pressroom}"
 bin="$cache/bin"
@@ -13,8 +14,10 @@ tools=(
   "protoc-gen-connect-go:connectrpc.com/connect/cmd/protoc-gen-connect-go@v1.21.1"
   "staticcheck:honnef.co/go/tools/cmd/staticcheck@v0.8.2"
 )
+wanted=" $* "
 for t in "${tools[@]}"; do
   name="${t%%:*}" pkg="${t#*:}"
+  if [ $# -gt 0 ] && [[ "$wanted" != *" $name "* ]]; then continue; fi
   stamp="$cache/stamps/$name@${pkg##*@}"
   if [ -x "$bin/$name" ] && [ -f "$stamp" ]; then continue; fi
   echo "tools: building $pkg" >&2

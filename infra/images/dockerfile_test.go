@@ -133,6 +133,9 @@ func TestDockerfilesFollowTheImageContract(t *testing.T) {
 // is static (it must run on distroless/static, which has no libc) and small
 // enough for the image to stay under 25 MB.
 func TestServiceBinariesAreStaticAndSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the five service binaries; -short runs only tests that build nothing")
+	}
 	root := repoRoot(t)
 	out := t.TempDir()
 	for _, svc := range services {

@@ -176,10 +176,9 @@ type liveCluster struct {
 	cf   localstack.ClusterFile
 	repo string
 
-	upStarted  time.Time
-	crdsAt     time.Time
-	crdsErr    error
-	crdsWaited time.Duration
+	upStarted time.Time
+	crdsAt    time.Time
+	crdsErr   error
 }
 
 // siteClient reaches the site through Traefik on the node, whatever the

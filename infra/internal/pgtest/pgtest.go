@@ -27,6 +27,9 @@ type Server struct {
 
 func binDir(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("runs a real PostgreSQL; -short runs only tests that need none")
+	}
 	for _, d := range []string{os.Getenv("PG_BINDIR"), "/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin"} {
 		if d == "" {
 			continue

@@ -40,6 +40,7 @@ func NATS(t testing.TB) *NATSServer {
 // destroyed when the test ends.
 func StartNATS(t testing.TB) *NATSServer {
 	t.Helper()
+	skipShort(t)
 	n, err := newNATS()
 	if err != nil {
 		t.Fatal(err)

@@ -57,6 +57,7 @@ func PostgresServer(t testing.TB) *PG {
 // restart it); it is destroyed when the test ends.
 func StartPostgres(t testing.TB) *PG {
 	t.Helper()
+	skipShort(t)
 	p, err := newPG()
 	if err != nil {
 		t.Fatal(err)

@@ -47,6 +47,7 @@ func Redis(t testing.TB) *RedisServer {
 // StartRedis starts a Redis of the test's own, destroyed when the test ends.
 func StartRedis(t testing.TB) *RedisServer {
 	t.Helper()
+	skipShort(t)
 	r, err := newRedis()
 	if err != nil {
 		t.Fatal(err)

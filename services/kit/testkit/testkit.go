@@ -93,6 +93,7 @@ type shared[T any] struct {
 
 func (s *shared[T]) get(t testing.TB, start func() (T, func(), error)) T {
 	t.Helper()
+	skipShort(t)
 	requireMain(t)
 	s.once.Do(func() {
 		var stop func()
@@ -127,4 +128,13 @@ func tail(path string, n int) string {
 		b = b[len(b)-n:]
 	}
 	return string(b)
+}
+
+// skipShort keeps `go test -short` (make check) to tests that start nothing:
+// every real datastore comes through this package.
+func skipShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a real datastore; -short runs only tests that need none")
+	}
 }

@@ -446,11 +446,11 @@ func TestReadStackFileRefusesEncryptedValues(t *testing.T) {
 	}
 }
 
-// Every setting the loader reads is in the README: a group's field either as
+// Every setting the loader reads is in stacks/README.md: a group's field either as
 // `group.field` or named on a line that mentions the group (the tables write
 // `cluster.region` / `size` / `image`).
 func TestReadmeDocumentsEverySetting(t *testing.T) {
-	raw, err := os.ReadFile("../README.md")
+	raw, err := os.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -118,6 +118,7 @@ type loader struct {
 	values   map[string]string
 	problems []string
 	settings []string        // every group.field the loader reads
+	dst      map[string]any  // each group.field's destination, for its default
 	failed   map[string]bool // keys already reported unreadable: no second problem
 }
 
@@ -164,8 +165,12 @@ func fs(name string, dst any, set *bool) field { return field{name: name, dst: d
 // object decodes the JSON object stored at key into fields, reporting unknown
 // settings and wrong types with the full dotted path.
 func (l *loader) object(key string, fields ...field) {
+	if l.dst == nil {
+		l.dst = map[string]any{}
+	}
 	for _, fl := range fields {
 		l.settings = append(l.settings, key+"."+fl.name)
+		l.dst[key+"."+fl.name] = fl.dst
 	}
 	raw, ok := l.values[key]
 	if !ok || strings.TrimSpace(raw) == "" {

@@ -380,8 +380,8 @@ func NewPlatform(ctx *pulumi.Context, name string, args *PlatformArgs, opts ...p
 	return p, nil
 }
 
-// serviceArgs is each service's contract with the kit (README "Services and
-// their settings"): plain settings as env values, secrets as secretKeyRefs.
+// serviceArgs is each service's contract with the kit (services/kit/README.md,
+// Settings every service reads): plain settings as env values, secrets as secretKeyRefs.
 func serviceArgs(a *PlatformArgs, svc string, ns pulumi.StringInput, imgs *images.Images, ds *datastores.Datastores) *app.ServiceArgs {
 	publicURL := "https://" + a.Domain
 	env := map[string]pulumi.StringInput{

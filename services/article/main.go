@@ -24,7 +24,7 @@ import (
 	"pressroom.dev/services/article/internal/outbox"
 )
 
-// Config is every setting of the article service (README "### article").
+// Config is every setting of the article service (services/article/README.md, Settings).
 type Config struct {
 	config.Common
 	DatabaseURL string `env:"DATABASE_URL,required"`

@@ -1,6 +1,6 @@
 // Command media stores uploaded images under content-addressed names in
 // MEDIA_DIR, serves them publicly under /media/, and lists/deletes them for
-// the admin UI. Settings: see the README's "media" section.
+// the admin UI. Settings: services/media/README.md.
 package main
 
 import (

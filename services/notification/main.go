@@ -23,7 +23,7 @@ import (
 	"pressroom.dev/services/notification/internal/notify"
 )
 
-// Config is every setting of the notification service (README "### notification").
+// Config is every setting of the notification service (services/notification/README.md, Settings).
 type Config struct {
 	config.Common
 	DatabaseURL   string        `env:"DATABASE_URL,required"`

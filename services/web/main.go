@@ -22,7 +22,7 @@ import (
 	"pressroom.dev/services/web/internal/web"
 )
 
-// Config is web's settings (README: "Services and their settings" and "### web").
+// Config is web's settings (services/web/README.md and the shared ones in services/kit/README.md).
 type Config struct {
 	config.Common
 	config.JWT

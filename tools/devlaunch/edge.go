@@ -19,10 +19,10 @@ import (
 // clients. Bodies larger than a page are streamed both ways, so uploads and
 // downloads of any size pass without being held in memory.
 //
-// It is built on fasthttp rather than httputil.ReverseProxy: on the loopback
-// the standard proxy spent about 77 µs of CPU per request (two extra
-// goroutine hand-offs and a background read per request) against about
-// 33 µs here, and on a small machine the edge was the platform's largest cost.
+// It is built on fasthttp rather than httputil.ReverseProxy: the standard
+// proxy adds two goroutine hand-offs and a background read per request,
+// and on a small machine the edge is the platform's largest CPU cost
+// (tools/bench/decisions/0004-one-write-per-response.md).
 type Edge struct {
 	srv        *fasthttp.Server
 	web, media *fasthttp.HostClient

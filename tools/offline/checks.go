@@ -21,12 +21,12 @@ var (
 	assignRe  = regexp.MustCompile(`^[A-Z_]+=\S+( [A-Z_]+=\S+)*$`)
 )
 
-// readmeJobs: the database and the media restore Jobs (Day-2 operations).
+// readmeJobs: the database and the media restore Jobs (infra/OPERATIONS.md).
 const readmeJobs = 2
 
-// ReadmeJobsAdmitted checks the Jobs the README has operators apply against
+// ReadmeJobsAdmitted checks the Jobs infra/OPERATIONS.md has operators apply against
 // the deployed stack. A shell expands each heredoc as the operator's would
-// (its image comes from the live CronJob through the README's own kubectl
+// (its image comes from the live CronJob through the runbook's own kubectl
 // command); the API server must accept the Job, and a Pod of its template
 // must pass the namespace's restricted Pod Security admission and the
 // ServiceAccount admission (dry-run: nothing runs).
@@ -82,7 +82,7 @@ func ReadmeJobsAdmitted(ctx context.Context, t *testing.T, c *localkube.Cluster,
 		checked++
 	}
 	if checked != readmeJobs {
-		t.Fatalf("checked %d Jobs from the README, want %d: keep readmeJobs in step with the README", checked, readmeJobs)
+		t.Fatalf("checked %d Jobs from the README, want %d: keep readmeJobs in step with the runbook", checked, readmeJobs)
 	}
 }
 

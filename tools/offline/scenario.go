@@ -38,7 +38,7 @@ type Scenario struct {
 	// AfterRollback, when set, runs its checks after the rollback.
 	AfterRollback func(ctx context.Context, t *testing.T, c *localkube.Cluster)
 	// RenderOmits are objects of the stack the render leaves out by design
-	// (README, Offline and air-gapped use: e.g. cert-manager's namespace
+	// (infra/README.md, Render the manifests: e.g. cert-manager's namespace
 	// goes with its Helm release).
 	RenderOmits []KubeObject
 }

@@ -11,8 +11,8 @@ import (
 // exists, so the Kubernetes provider's kubeconfig is unknown. The upgrades
 // component applies the controller's release with a provider-side component
 // (yaml/v2 ConfigGroup), the kind helm/v4 Chart is, which fails in exactly
-// that preview (pulumi-kubernetes#3027). This keeps the README's "preview
-// works on an empty stack" true for it, in the real engine and provider.
+// that preview while the kubeconfig is unknown. This keeps "preview works on
+// an empty stack" (infra/README.md) true for it, in the real engine and provider.
 func TestUpgradesPreviewBeforeTheClusterExists(t *testing.T) {
 	ctx, tools := engineTest(t, 30*time.Minute)
 	repo, err := Repo()

@@ -313,10 +313,9 @@ func newStores(tb testing.TB) *stores {
 	tb.Helper()
 	s := &stores{bin: buildServices(tb), nats: testkit.StartNATS(tb), keys: testkit.JWTKeys(tb), mail: newMailbox(tb)}
 	pg := testkit.PostgresServer(tb)
-	// Sized for the database's two cores, not for the 16 callers: with 24
-	// connections Postgres spent its time switching between them (about 10%
-	// fewer publishes/s over a dozen runs). Production sets
-	// pool_max_conns in DATABASE_URL the same way.
+	// Sized for the database's two cores, not for the 16 callers: more
+	// connections than cores make Postgres switch between them instead of
+	// working. Production sets pool_max_conns in DATABASE_URL the same way.
 	s.articleDB = pg.NewDatabase(tb) + "&pool_max_conns=6"
 	s.notificationDB = pg.NewDatabase(tb)
 	var err error
@@ -329,8 +328,8 @@ func newStores(tb testing.TB) *stores {
 	return s
 }
 
-// startNotification runs notification with README "### notification"
-// settings, e-mailing through the Resend stand-in.
+// startNotification runs notification with the settings its page documents
+// (services/notification/README.md), e-mailing through the Resend stand-in.
 func (s *stores) startNotification(tb testing.TB) *service {
 	return startService(tb, "notification", filepath.Join(s.bin, "notification"), map[string]string{
 		"DATABASE_URL": s.notificationDB, "NATS_URL": s.nats.URL,
@@ -339,7 +338,7 @@ func (s *stores) startNotification(tb testing.TB) *service {
 	})
 }
 
-// startArticle runs article with README "### article" settings.
+// startArticle runs article with the settings services/article/README.md documents.
 func (s *stores) startArticle(tb testing.TB) *service {
 	return startService(tb, "article", filepath.Join(s.bin, "article"), map[string]string{
 		"DATABASE_URL": s.articleDB, "NATS_URL": s.nats.URL,

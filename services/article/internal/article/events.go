@@ -14,7 +14,7 @@ import (
 	eventsv1 "pressroom.dev/proto/gen/events/v1"
 )
 
-// Event subjects on the ARTICLES stream (see README "Event contract").
+// Event subjects on the ARTICLES stream (services/article/README.md, Event contract).
 const (
 	SubjectPublished   = "articles.published"
 	SubjectUnpublished = "articles.unpublished"

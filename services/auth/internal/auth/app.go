@@ -22,7 +22,7 @@ import (
 	"pressroom.dev/proto/gen/auth/v1/authv1connect"
 )
 
-// Config is every setting of the auth service (README "### auth").
+// Config is every setting of the auth service (services/auth/README.md, Settings).
 type Config struct {
 	config.Common
 	DatabaseURL       string `env:"DATABASE_URL,required"`

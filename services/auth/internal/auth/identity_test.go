@@ -152,7 +152,7 @@ func TestSignInRefusesRecycledEmail(t *testing.T) {
 		t.Fatalf("log: %s", l)
 	}
 
-	// The escape hatch the README gives operators releases the old account:
+	// The escape hatch services/auth/README.md gives operators releases the old account:
 	// the address's new holder then signs in to it.
 	e.exec(`UPDATE users SET oidc_subject = NULL, oidc_issuer = NULL WHERE lower(email) = lower('role@example.com')`)
 	if u := e.signIn("role@example.com").GetUser(); u.GetId() != old.GetId() {

@@ -20,7 +20,7 @@ import (
 	"pressroom.dev/services/media/internal/imaging"
 )
 
-// AccessCookie is the cookie web sets with the access token (README contract).
+// AccessCookie is the cookie web sets with the access token; the two must agree.
 const AccessCookie = "pressroom_at"
 
 // multipartSlack is what a multipart body may hold besides the file's bytes

@@ -19,7 +19,7 @@ import (
 	authv1 "pressroom.dev/proto/gen/auth/v1"
 )
 
-// Cookie names are part of the settings contract (README).
+// Cookie names are part of the contract with media, which reads the access cookie.
 const (
 	cookieAccess  = "pressroom_at"    // access token, Path=/
 	cookieRefresh = "pressroom_rt"    // refresh token, Path=/auth: only the refresh/logout handlers see it

@@ -52,8 +52,10 @@ var settingDocs = map[string]settingDoc{
 
 	"cloudflare.zoneId": {what: "Cloudflare zone of `domain` (dashboard → Overview → Zone ID); required in digitalocean mode. The API token is the provider's secret `cloudflare:apiToken`"},
 
-	"acme.email":  {what: "Let's Encrypt account; expiry notices go there"},
-	"acme.issuer": {what: "`staging` or `prod`: the ClusterIssuer of Certificate `pressroom-tls`. Changing it changes only the issuer reference; cert-manager re-issues"},
+	"acme.email":    {what: "Let's Encrypt account; expiry notices go there"},
+	"acme.server":   {what: "ACME directory URL (https) that replaces Let's Encrypt's for the issuer `acme.issuer` selects: a private or test ACME CA (the local stack points it at Pebble)", deflt: "Let's Encrypt's directory for `acme.issuer`"},
+	"acme.caBundle": {what: "PEM CA certificates the `acme.server`'s TLS certificate chains to, when it is not publicly trusted (cert-manager's `spec.acme.caBundle`); only with `acme.server`"},
+	"acme.issuer":   {what: "`staging` or `prod`: the ClusterIssuer of Certificate `pressroom-tls`. Changing it changes only the issuer reference; cert-manager re-issues"},
 
 	"certManager.install": {what: "install cert-manager's Helm chart; `false` when the cluster already runs cert-manager (the ClusterIssuers are still created and `up` waits for its CRDs)"},
 	"certManager.version": {what: "pinned chart version. From v1.15 the CRDs are installed with `crds.enabled` and `crds.keep`; older charts get `installCRDs`, whose CRDs go when the release is uninstalled"},

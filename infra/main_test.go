@@ -842,7 +842,7 @@ func TestDataNodeLabelAgrees(t *testing.T) {
 	}
 }
 
-// The README's Outputs table names exactly what the program exports, across
+// infra/README.md's Outputs table names exactly what the program exports, across
 // the modes (generated SSH key in staging, given keys in prod, no cloud).
 func TestReadmeListsEveryStackOutput(t *testing.T) {
 	exported := map[string]bool{}
@@ -861,7 +861,7 @@ func TestReadmeListsEveryStackOutput(t *testing.T) {
 			exported[k] = true
 		}
 	}
-	readme, err := os.ReadFile("../README.md")
+	readme, err := os.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -110,7 +110,7 @@ func TestLivePlatform(t *testing.T) {
 		images[svc] = img.Ref()
 	}
 	lc := &liveCluster{c: c, cf: cf, repo: repo}
-	readme := filepath.Join(repo, "README.md")
+	readme := filepath.Join(repo, "infra", "OPERATIONS.md")
 	offline.Scenario{
 		Stack: localstack.StackName, Prepared: true,
 		ImagesKey: "pressroom:images", Images: images,

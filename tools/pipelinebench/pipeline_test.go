@@ -93,8 +93,8 @@ func TestServicesDeclareTheSameStream(t *testing.T) {
 // (first publish to last e-mail), the publish calls' own rate, p50/p99 of
 // PublishArticle sent → notification's e-mail request received (at
 // saturation, so queueing included), and the raw JetStream publish→consume
-// rate on the same NATS server in the same run. Target (issue 4): >= 2,000
-// events/s. Latency without queueing is BenchmarkPublishLatency's.
+// rate on the same NATS server in the same run. Target (tools/bench/README.md):
+// >= 2,000 events/s. Latency without queueing is BenchmarkPublishLatency's.
 func BenchmarkPublishToNotification(b *testing.B) {
 	p := startPipeline(b)
 	ids, titles := p.drafts(b, b.N, fmt.Sprintf("bench-%d", b.N))
@@ -120,8 +120,8 @@ const publishRate = 500
 
 // BenchmarkPublishLatency: b.N articles published at a steady publishRate
 // per second; reports p50/p99 of scheduled publish → e-mail request
-// received, and the raw JetStream rate in the same run. Target (issue 4):
-// p99 < 200 ms.
+// received, and the raw JetStream rate in the same run. Target
+// (tools/bench/README.md): p99 < 200 ms.
 func BenchmarkPublishLatency(b *testing.B) {
 	p := startPipeline(b)
 	ids, titles := p.drafts(b, b.N, fmt.Sprintf("paced-%d", b.N))

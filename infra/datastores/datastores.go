@@ -1,8 +1,8 @@
 // Package datastores runs the platform's state: Postgres (one database and
 // role per service, created and kept at the Secret's passwords by the
 // platform's own start script in the postgres-init ConfigMap), Redis (AOF,
-// noeviction, password), NATS with JetStream file storage, and Jaeger
-// all-in-one. Each is a StatefulSet (Jaeger: a Deployment) with a Service,
+// noeviction, password), NATS with JetStream file storage, and Jaeger v2
+// with in-memory traces. Each is a StatefulSet (Jaeger: a Deployment) with a Service,
 // probes, requests/limits, a restricted-PSS security context and its own
 // NetworkPolicy from netpol.Flows.
 package datastores
@@ -473,29 +473,138 @@ func (b builder) nats() error {
 	return b.statefulSet(name, b.args.Storage.NATS, p, nil)
 }
 
+// Jaeger v2 (the OpenTelemetry Collector based `jaeger` binary) reads one
+// config file, mounted from the jaeger-config ConfigMap.
+const (
+	JaegerConfigDir  = "/etc/jaeger"
+	jaegerConfigFile = "config.yaml"
+	// JaegerHealthPort serves healthcheckv2's /status: 200 once every
+	// component started, 503 while starting or stopping.
+	JaegerHealthPort = 13133
+)
+
+// Jaeger's memory is sized as one budget under its 512 MiB container limit:
+//   - the trace store keeps at most jaegerMaxTraces traces. A platform trace
+//     is a handful of spans (web -> one or two services -> Postgres/Redis/
+//     NATS calls), budgeted at 8 spans of at most 1.5 KiB in Jaeger's
+//     in-memory span model: 12 KiB a trace, so 20,000 traces <= 235 MiB;
+//   - Jaeger itself (collector, query, gRPC/HTTP buffers): about 50 MiB;
+//   - memory_limiter refuses new spans above 400 MiB of heap (320 MiB once
+//     a spike of 80 MiB is allowed for), so a burst of oversized traces is
+//     refused (the services' exporters drop them) instead of the pod being
+//     OOM-killed; 235 + 50 = 285 MiB stays below its 320 MiB soft limit;
+//   - GOMEMLIMIT is 90% of the limit (461 MiB), above memory_limiter's
+//     400 MiB, so the limiter acts first and the runtime's GC second.
+//
+// The 50,000 traces of the v1 setup would have needed ~585 MiB by the same
+// budget, more than the limit.
+const (
+	jaegerMaxTraces = 20000
+	jaegerMemLimit  = "512Mi"
+)
+
+// JaegerConfig is config.yaml of the jaeger-config ConfigMap: OTLP in on
+// 4317 (gRPC, what the services use) and 4318 (HTTP), an in-memory store,
+// the query service and UI on 16686, healthcheckv2 on JaegerHealthPort.
+// Endpoints are explicit 0.0.0.0: the collector's default is localhost.
+func JaegerConfig() string {
+	return fmt.Sprintf(`service:
+  extensions: [jaeger_storage, jaeger_query, healthcheckv2]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [memory_limiter, batch]
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    resource:
+      service.name: jaeger
+    logs:
+      level: info
+
+extensions:
+  healthcheckv2:
+    use_v2: true
+    http:
+      endpoint: 0.0.0.0:%[1]d
+      status:
+        enabled: true
+        path: /status
+  jaeger_storage:
+    backends:
+      traces_memory:
+        memory:
+          max_traces: %[2]d
+  jaeger_query:
+    storage:
+      traces: traces_memory
+    http:
+      endpoint: 0.0.0.0:16686
+    grpc:
+      endpoint: 0.0.0.0:16685
+
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 0.0.0.0:4317
+      http:
+        endpoint: 0.0.0.0:4318
+
+processors:
+  memory_limiter:
+    check_interval: 1s
+    limit_mib: 400
+    spike_limit_mib: 80
+  batch:
+
+exporters:
+  jaeger_storage_exporter:
+    trace_storage: traces_memory
+`, JaegerHealthPort, jaegerMaxTraces)
+}
+
+// JaegerConfigChecksumAnnotation on Jaeger's pod template carries the
+// config's SHA-256: a changed config restarts Jaeger, which reads it only
+// at start.
+const JaegerConfigChecksumAnnotation = "pressroom.dev/config-sha256"
+
 func (b builder) jaeger() error {
 	const name = "jaeger"
 	// The UI (16686) is in the Service for port-forward only: no Ingress
 	// routes to it and its NetworkPolicy admits only OTLP from the services.
-	ports := map[string]int{"otlp-grpc": 4317, "ui": 16686, "admin": 14269}
+	ports := map[string]int{"otlp-grpc": 4317, "otlp-http": 4318, "ui": 16686, "health": JaegerHealthPort}
+	cfg, err := corev1.NewConfigMap(b.ctx, "jaeger-config", &corev1.ConfigMapArgs{
+		Metadata: kube.Meta(b.ns, "jaeger-config", "datastore", nil),
+		Data:     pulumi.StringMap{jaegerConfigFile: pulumi.String(JaegerConfig())},
+	}, b.opts(false)...)
+	if err != nil {
+		return fmt.Errorf("jaeger-config configmap: %w", err)
+	}
 	if err := b.common(name, ports); err != nil {
 		return err
 	}
+	size := kube.Size{CPURequest: "50m", MemRequest: "128Mi", CPULimit: "500m", MemLimit: jaegerMemLimit}
+	goMem, err := size.GoMemLimit()
+	if err != nil {
+		return fmt.Errorf("jaeger: %w", err)
+	}
 	c := corev1.ContainerArgs{
 		Image: pulumi.String(b.args.Images.Jaeger),
-		Env: corev1.EnvVarArray{
-			kube.Env("COLLECTOR_OTLP_ENABLED", "true"),
-			kube.Env("SPAN_STORAGE_TYPE", "memory"),
-			kube.Env("MEMORY_MAX_TRACES", "50000"),
+		// The image's entrypoint is the jaeger binary.
+		Args:  pulumi.ToStringArray([]string{"--config", JaegerConfigDir + "/" + jaegerConfigFile}),
+		Env:   corev1.EnvVarArray{kube.Env("GOMEMLIMIT", goMem)},
+		Ports: containerPorts(ports),
+		VolumeMounts: corev1.VolumeMountArray{
+			kube.TmpMount(),
+			corev1.VolumeMountArgs{Name: pulumi.String("config"), MountPath: pulumi.String(JaegerConfigDir), ReadOnly: pulumi.Bool(true)},
 		},
-		Ports:          containerPorts(ports),
-		VolumeMounts:   corev1.VolumeMountArray{kube.TmpMount()},
-		Resources:      kube.Size{CPURequest: "50m", MemRequest: "128Mi", CPULimit: "500m", MemLimit: "512Mi"}.Resources(),
-		StartupProbe:   kube.HTTPProbe("/", 14269, 5, 30),
-		ReadinessProbe: kube.HTTPProbe("/", 14269, 10, 3),
-		LivenessProbe:  kube.HTTPProbe("/", 14269, 20, 3),
+		Resources:      size.Resources(),
+		StartupProbe:   kube.HTTPProbe("/status", JaegerHealthPort, 5, 30),
+		ReadinessProbe: kube.HTTPProbe("/status", JaegerHealthPort, 10, 3),
+		LivenessProbe:  kube.HTTPProbe("/status", JaegerHealthPort, 20, 3),
 	}
-	_, err := appsv1.NewDeployment(b.ctx, name, &appsv1.DeploymentArgs{
+	sum := sha256.Sum256([]byte(JaegerConfig()))
+	_, err = appsv1.NewDeployment(b.ctx, name, &appsv1.DeploymentArgs{
 		Metadata: kube.Meta(b.ns, name, "datastore", b.annotations()),
 		Spec: &appsv1.DeploymentSpecArgs{
 			Replicas: pulumi.Int(1),
@@ -505,8 +614,15 @@ func (b builder) jaeger() error {
 				RollingUpdate: &appsv1.RollingUpdateDeploymentArgs{MaxUnavailable: pulumi.Int(0), MaxSurge: pulumi.Int(1)},
 			},
 			Template: &corev1.PodTemplateSpecArgs{
-				Metadata: &metav1.ObjectMetaArgs{Labels: kube.Labels(name, "datastore")},
-				Spec:     pod(name, jaegerUID, c, nil),
+				Metadata: &metav1.ObjectMetaArgs{
+					Labels:      kube.Labels(name, "datastore"),
+					Annotations: pulumi.StringMap{JaegerConfigChecksumAnnotation: pulumi.String(hex.EncodeToString(sum[:]))},
+				},
+				Spec: pod(name, jaegerUID, c, corev1.VolumeArray{
+					corev1.VolumeArgs{Name: pulumi.String("config"), ConfigMap: &corev1.ConfigMapVolumeSourceArgs{
+						Name: cfg.Metadata.Name().Elem(), DefaultMode: pulumi.Int(0o444),
+					}},
+				}),
 			},
 		},
 	}, b.opts(false)...)

@@ -50,7 +50,7 @@ func TestObjectCountsPerStack(t *testing.T) {
 		"Namespace": 2, "Release": 1, "ClusterIssuer": 2, "Certificate": 1, "Middleware": 4,
 		"Deployment": 6, "StatefulSet": 3, "Service": 9, "ServiceAccount": 10, "Ingress": 3,
 		"HorizontalPodAutoscaler": 2, "PodDisruptionBudget": 2, "NetworkPolicy": 13,
-		"PersistentVolumeClaim": 2, "ConfigMap": 2, "Secret": 7, "CronJob": 1,
+		"PersistentVolumeClaim": 2, "ConfigMap": 3, "Secret": 7, "CronJob": 1, // ConfigMaps: postgres-init, jaeger-config, backup scripts
 		"random:index/randomPassword:RandomPassword": 6, "tls:index/privateKey:PrivateKey": 1,
 		"random:index/randomId:RandomId": 1, // the test's readiness gate
 	}
@@ -68,7 +68,7 @@ func TestObjectCountsPerStack(t *testing.T) {
 	for k, v := range common {
 		withCA[k] = v
 	}
-	withCA["ConfigMap"] = 3
+	withCA["ConfigMap"] = 4
 	caArgs := stagingArgs()
 	caArgs.App.TrustedCABundle = testCABundle(t)
 
@@ -723,7 +723,7 @@ func TestClusterIssuersWaitForCertManager(t *testing.T) {
 	if len(rel) != 1 {
 		t.Fatalf("%d cert-manager releases", len(rel))
 	}
-	if get(rel[0].In, "values", "crds", "enabled") != true || rel[0].In["skipAwait"] != false || rel[0].In["version"] != "v1.16.2" {
+	if get(rel[0].In, "values", "crds", "enabled") != true || rel[0].In["skipAwait"] != false || rel[0].In["version"] != "v1.21.2" {
 		t.Errorf("release %v: CRDs on, await on, pinned version required", rel[0].In)
 	}
 	for _, ci := range g.all("ClusterIssuer") {

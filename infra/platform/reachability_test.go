@@ -45,7 +45,7 @@ func modelCluster() []endpoint {
 	}
 	return []endpoint{
 		app("web", 8080), app("auth", 8081), app("article", 8082), app("media", 8083), app("notification", 8084),
-		app("postgres", 5432), app("redis", 6379), app("nats", 4222, 8222), app("jaeger", 4317, 16686, 14269), app("backup"),
+		app("postgres", 5432), app("redis", 6379), app("nats", 4222, 8222), app("jaeger", 4317, 4318, 16686, 13133), app("backup"),
 		pod("acme-solver", "pressroom", map[string]string{"acme.cert-manager.io/http01-solver": "true"}, tcpPorts(8089)),
 		pod("traefik", "kube-system", map[string]string{"app.kubernetes.io/name": "traefik"}, tcpPorts(80, 443)),
 		pod("coredns", "kube-system", map[string]string{"k8s-app": "kube-dns"}, []pport{{53, "UDP"}, {53, "TCP"}}),

@@ -41,12 +41,12 @@ func (i *Images) All() []nodeimages.Image {
 }
 
 // Stand-ins for the pinned upstream images, which cannot be pulled here:
-// the same programs where a Go module has them (NATS 2.10, Jaeger v1
-// all-in-one, cert-manager), Debian's where it does not (PostgreSQL 15 for
-// the upstream 17, Redis 7.0 for 7.4).
+// the same programs where a Go module has them (NATS 2.10, Jaeger v2 2.12
+// for the upstream 2.21, cert-manager), Debian's where it does not
+// (PostgreSQL 15 for the upstream 17, Redis 7.0 for 7.4).
 const (
 	natsVersion        = "v2.10.29"
-	jaegerVersion      = "1.75.0"
+	jaegerVersion      = "2.12.0"
 	certManagerVersion = "v1.11.5"
 )
 
@@ -92,7 +92,7 @@ func BuildImages(ctx context.Context, repo string, parts toolchain.NodeParts, di
 	for key, spec := range map[string]nodeimages.Spec{
 		"postgres": pg, "redis": redis,
 		"nats":   part("nats", natsVersion, parts.Path("nats-server")),
-		"jaeger": part("jaeger", jaegerVersion, parts.Path("jaeger-all-in-one")),
+		"jaeger": part("jaeger", jaegerVersion, parts.Path("jaeger")),
 	} {
 		if imgs.Datastores[key], err = build(spec, key); err != nil {
 			return nil, err

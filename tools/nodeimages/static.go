@@ -36,7 +36,7 @@ const caPath = "/etc/ssl/certs/ca-certificates.crt"
 //	traefik                  /traefik                         65532
 //	local-path-provisioner   /usr/bin/local-path-provisioner  0 (root)
 //	cert-manager-<cmd>       /app/cmd/<cmd>/<cmd>             1000   (controller, webhook, cainjector, acmesolver, ctl)
-//	jaeger                   /go/bin/all-in-one-linux         10001
+//	jaeger                   /cmd/jaeger/jaeger-linux         10001  (Jaeger v2)
 //	nats                     /usr/local/bin/nats-server       1000   (on PATH: the pod's command is "nats-server")
 //	pause                    /pause                           65535
 type Part struct {
@@ -55,7 +55,7 @@ var Parts = []Part{
 	{Name: "cert-manager-cainjector", Path: "/app/cmd/cainjector/cainjector", User: "1000"},
 	{Name: "cert-manager-acmesolver", Path: "/app/cmd/acmesolver/acmesolver", User: "1000"},
 	{Name: "cert-manager-ctl", Path: "/app/cmd/ctl/ctl", User: "1000"},
-	{Name: "jaeger", Path: "/go/bin/all-in-one-linux", User: "10001"},
+	{Name: "jaeger", Path: "/cmd/jaeger/jaeger-linux", User: "10001"},
 	{Name: "nats", Path: "/usr/local/bin/nats-server", User: "1000"},
 	{Name: "pause", Path: "/pause", User: "65535"},
 }

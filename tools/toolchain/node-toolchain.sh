@@ -5,8 +5,9 @@
 #   coredns (v1.14.6, only the plugins K3s's Corefile uses, see build_net),
 #   kube-router v2.1.0, local-path-provisioner v0.0.37, metrics-server v0.8.0,
 #   traefik v3.7.8, cert-manager v1.11.5 (controller, webhook, cainjector,
-#   acmesolver, ctl), pebble v2.10.3, nats-server v2.10.x, jaeger v1.75.0
-#   all-in-one;
+#   acmesolver, ctl), pebble v2.10.3, nats-server v2.10.x, jaeger v2.12.0
+#   (the `jaeger` binary of the Go module's v1.75.0: the module tags v1
+#   numbers, each paired with a v2 release, 1.75.0 with 2.12.0);
 # and the manifests that go with them: Traefik's CRDs and RBAC, and
 # cert-manager's Helm chart made installable (Chart.yaml filled in, CRDs in
 # templates/crds.yaml behind `installCRDs`, as cert-manager's release does).
@@ -62,9 +63,10 @@ traefik_version=3.7.8
 cert_manager_version=1.11.5
 pebble_version=2.10.3
 nats_versions=(2.10.29 2.10.27 2.10.24) # the platform deploys nats:2.10; newest served first
-jaeger_version=1.75.0
+jaeger_version=1.75.0     # the Go module's tag...
+jaeger_v2_version=2.12.0  # ...and the Jaeger v2 release it is (its RELEASE.md and CHANGELOG pair them)
 k8s_lib_version=0.33.13 # k8s.io/* for the kube group: kube-toolchain.sh's, so its compiled packages are reused
-recipe=1 # bump when the build steps change, so caches rebuild
+recipe=2 # bump when the build steps change, so caches rebuild
 
 node_key() {
   echo "node-coredns$coredns_version-kuberouter$kube_router_version-lpp$lpp_version-ms$metrics_server_version-traefik$traefik_version-cm$cert_manager_version-pebble$pebble_version-nats$1-jaeger$jaeger_version-k8s$k8s_lib_version-r$recipe"
@@ -203,14 +205,16 @@ EOF
 # otel/collector versions Traefik and CoreDNS pull into a shared build list.
 build_jaeger() {
   local out="$1" src="$1/src"
-  log "building jaeger v$jaeger_version all-in-one"
+  log "building jaeger v$jaeger_v2_version (module v$jaeger_version, ./cmd/jaeger)"
   copy_pinned "github.com/jaegertracing/jaeger@v$jaeger_version" "$src"
   mkdir -p "$out/bin"
-  # The version variable its Makefile (scripts/makefiles/BuildInfo.mk) sets.
+  # ./cmd/jaeger is Jaeger v2 (./cmd/all-in-one is v1, end of life
+  # 2025-12-31). Its Makefile (scripts/makefiles/BuildInfo.mk, BUILD_INFO_V2)
+  # sets latestVersion to the v2 tag.
   (cd "$src" && CGO_ENABLED=0 "${nice_cmd[@]}" go build -trimpath \
-    -ldflags "-s -w -X github.com/jaegertracing/jaeger/internal/version.latestVersion=v$jaeger_version" \
-    -o "$out/bin/jaeger-all-in-one" ./cmd/all-in-one) \
-    || die "building jaeger v$jaeger_version all-in-one failed"
+    -ldflags "-s -w -X github.com/jaegertracing/jaeger/internal/version.latestVersion=v$jaeger_v2_version" \
+    -o "$out/bin/jaeger" ./cmd/jaeger) \
+    || die "building jaeger v$jaeger_v2_version (./cmd/jaeger of module v$jaeger_version) failed"
   rm -rf "$src"
 }
 
@@ -309,7 +313,7 @@ check_all() {
   check "$b/traefik" "v$traefik_version" version
   check "$b/pebble" "v$pebble_version" -version
   check "$b/nats-server" "v$nats_version" --version
-  check "$b/jaeger-all-in-one" "v$jaeger_version" version
+  check "$b/jaeger" "v$jaeger_v2_version" version
   # The controller's default solver image carries its version; the webhook
   # prints it in its help; cainjector and acmesolver print none.
   check "$b/cert-manager-controller" "cert-manager-acmesolver:v$cert_manager_version" --help

@@ -818,7 +818,7 @@ func TestWholeGraphPerStack(t *testing.T) {
 				t.Fatalf("%d upgrade Plans and %d controller releases, want one of each", len(plans), len(releases))
 			}
 			spec := in(plans[0], "spec").ObjectValue()
-			if v := str(spec["version"]); v != "v1.31.4+k3s1" || r.outputs["k3sVersion"] != v || r.outputs["upgradePlan"] != "system-upgrade/k3s-server" {
+			if v := str(spec["version"]); v != "v1.36.4+k3s1" || r.outputs["k3sVersion"] != v || r.outputs["upgradePlan"] != "system-upgrade/k3s-server" {
 				t.Errorf("plan version %q, outputs %v %v: want the stack's cluster.k3sVersion", v, r.outputs["k3sVersion"], r.outputs["upgradePlan"])
 			}
 			if deps := strings.Join(releases[0].Deps, " "); !strings.Contains(deps, "Droplet") {
@@ -906,15 +906,17 @@ func TestK3sVersionIsCheckedAgainstTheNodes(t *testing.T) {
 		nodes []string
 		want  string
 	}{
-		{[]string{"v1.31.4+k3s1", "v1.32.2+k3s1"}, "cluster.k3sVersion v1.31.4+k3s1 is older than v1.32.2+k3s1, which a node runs: K3s does not support downgrades; set cluster.k3sVersion to v1.32.2+k3s1 or newer"},
-		{[]string{"v1.29.9+k3s1"}, "cluster.k3sVersion v1.31.4+k3s1 skips a minor version: the oldest node runs v1.29.9; upgrade to a v1.30 release first"},
+		{[]string{"v1.36.4+k3s1", "v1.37.2+k3s1"}, "cluster.k3sVersion v1.36.4+k3s1 is older than v1.37.2+k3s1, which a node runs: K3s does not support downgrades; set cluster.k3sVersion to v1.37.2+k3s1 or newer"},
+		// A stack still on v1.31 cannot take the new default in one step.
+		{[]string{"v1.31.4+k3s1"}, "cluster.k3sVersion v1.36.4+k3s1 skips a minor version: the oldest node runs v1.31.4; upgrade to a v1.32 release first"},
+		{[]string{"v1.34.9+k3s1", "v1.35.8+k3s1"}, "cluster.k3sVersion v1.36.4+k3s1 skips a minor version: the oldest node runs v1.34.9; upgrade to a v1.35 release first"},
 	} {
 		_, err := deployOn(t, "staging", stackConfig(t, "staging", nil), tc.nodes)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("nodes %v: got %v, want %q", tc.nodes, err, tc.want)
 		}
 	}
-	if _, err := deployOn(t, "staging", stackConfig(t, "staging", nil), []string{"v1.30.6+k3s1", "v1.31.4+k3s1"}); err != nil {
+	if _, err := deployOn(t, "staging", stackConfig(t, "staging", nil), []string{"v1.35.8+k3s1", "v1.36.4+k3s1"}); err != nil {
 		t.Errorf("one minor ahead of the oldest node is an upgrade: %v", err)
 	}
 }

@@ -72,7 +72,7 @@ type ClusterConfig struct {
 	Size          string   // droplet size slug, e.g. s-2vcpu-4gb
 	Image         string   // Ubuntu LTS image slug, e.g. ubuntu-24-04-x64
 	Nodes         int      // 1, or 3 for HA (embedded etcd)
-	K3sVersion    string   // pinned, e.g. v1.31.4+k3s1
+	K3sVersion    string   // pinned, e.g. v1.36.4+k3s1
 	AdminCIDRs    []string // who may reach SSH (22) and the Kubernetes API (6443)
 	SSHPublicKeys []string // authorized keys; when empty a key is generated and exported as a secret
 	VolumeSizeGB  int      // block storage for K3s local-path data (survives droplet replacement)
@@ -106,7 +106,7 @@ type ACMEConfig struct {
 // CertManagerConfig configures the cert-manager Helm release.
 type CertManagerConfig struct {
 	Install bool   // default true; false when the cluster already has cert-manager
-	Version string // pinned chart version, e.g. v1.16.2
+	Version string // pinned chart version, e.g. v1.21.2
 	// Chart is where the chart comes from: a Helm repository URL (default
 	// DefaultCertManagerChart, chart name cert-manager) or a local chart
 	// directory (see ChartIsLocal), relative to the program directory infra/.

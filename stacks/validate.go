@@ -22,8 +22,16 @@ import (
 
 // Pinned defaults; stacks should still pin their own.
 const (
-	DefaultK3sVersion         = "v1.31.4+k3s1"
-	DefaultCertManagerVersion = "v1.16.2"
+	// DefaultK3sVersion is the release K3s' stable channel pointed at
+	// (k3s-io/k3s#14553, 2026-08-27): the newest minor K3s calls stable.
+	// It bundles Traefik v3.7.8 (its release notes' component table), the
+	// Traefik the local node runs (tools/toolchain/node-toolchain.sh).
+	// A stack on an older minor raises it one minor at a time
+	// (infra/OPERATIONS.md, "Upgrade K3s and cert-manager from v1.31").
+	DefaultK3sVersion = "v1.36.4+k3s1"
+	// DefaultCertManagerVersion is a supported cert-manager (1.21: supported
+	// until 1.23 is released, for Kubernetes 1.33 to 1.36).
+	DefaultCertManagerVersion = "v1.21.2"
 	// DefaultUpgradeControllerVersion is the pinned system-upgrade-controller
 	// release whose crd.yaml and system-upgrade-controller.yaml are applied.
 	DefaultUpgradeControllerVersion = "v0.16.1"
@@ -38,7 +46,10 @@ var DefaultDatastoreImages = DatastoreImagesConfig{
 	Postgres: "postgres:17-alpine@sha256:742f40ea20b9ff2ff31db5458d127452988a2164df9e17441e191f3b72252193",
 	Redis:    "redis:7.4-alpine@sha256:ff02b58f971e7d7d156a1267e283fcbbeee91773b6aa36c49dac28ecfe28eadf",
 	NATS:     "nats:2.10-alpine@sha256:b83efabe3e7def1e0a4a31ec6e078999bb17c80363f881df35edc70fcb6bb927",
-	Jaeger:   "jaegertracing/all-in-one:1.62.0@sha256:836e9b69c88afbedf7683ea7162e179de63b1f981662e83f5ebb68badadc710f",
+	// Jaeger v2 (v1, all-in-one, reached end of life on 2025-12-31); the
+	// digest is the multi-arch index Jaeger's own jaeger-ui repository pins
+	// for 2.21.0 (scripts/generate-v3-fixture.sh).
+	Jaeger: "jaegertracing/jaeger:2.21.0@sha256:3d0ac795ff98aa04d1be04311d2dac6c25b4bfc8322dc02e53bc5b170c5018c3",
 }
 
 // CertManagerImageKeys are the components of certManager.images, as the
@@ -128,6 +139,7 @@ func (l *loader) validate(c *Config, secrets map[string]string) {
 	}
 	if c.CertManager.Install {
 		l.validateCertManager(c.CertManager)
+		l.certManagerSupportsK3s(c)
 	}
 	for _, img := range []struct{ key, ref, example string }{
 		{"postgres", c.DatastoreImages.Postgres, DefaultDatastoreImages.Postgres},
@@ -637,3 +649,43 @@ func mebibytes(q string) (int64, bool) {
 	}
 	return n * map[string]int64{"Mi": 1, "Gi": 1 << 10, "Ti": 1 << 20}[q[len(q)-2:]], true
 }
+
+// certManagerKubernetes is the Kubernetes range of each cert-manager minor,
+// from cert-manager's supported-releases table (cert-manager.io/docs/releases).
+// A minor missing here is not checked.
+var certManagerKubernetes = map[[2]int][2]int{
+	{1, 18}: {29, 33},
+	{1, 19}: {31, 35},
+	{1, 20}: {32, 35},
+	{1, 21}: {33, 36},
+}
+
+// certManagerSupportsK3s refuses a cert-manager chart whose supported
+// Kubernetes range leaves out the K3s minor the stack runs, e.g. the
+// default cert-manager on a stack still on K3s v1.31: both are raised in
+// turn (infra/OPERATIONS.md, "Upgrade K3s and cert-manager from v1.31").
+func (l *loader) certManagerSupportsK3s(c *Config) {
+	if c.Cluster.Mode != ModeDigitalOcean && !c.Upgrades.Enabled {
+		return // cluster.k3sVersion says nothing about the cluster
+	}
+	cm := chartMinorRe.FindStringSubmatch(c.CertManager.Version)
+	k := k3sMinorRe.FindStringSubmatch(c.Cluster.K3sVersion)
+	if cm == nil || k == nil {
+		return // reported as unpinned already
+	}
+	cmMajor, _ := strconv.Atoi(cm[1])
+	cmMinor, _ := strconv.Atoi(cm[2])
+	k8sMinor, _ := strconv.Atoi(k[1])
+	r, known := certManagerKubernetes[[2]int{cmMajor, cmMinor}]
+	if !known || (k8sMinor >= r[0] && k8sMinor <= r[1]) {
+		return
+	}
+	l.problemf("certManager.version", "%s supports Kubernetes 1.%d to 1.%d, but cluster.k3sVersion is %s: "+
+		"raise K3s and cert-manager in turn, one minor at a time (infra/OPERATIONS.md, \"Upgrade K3s and cert-manager from v1.31\")",
+		c.CertManager.Version, r[0], r[1], c.Cluster.K3sVersion)
+}
+
+var (
+	k3sMinorRe   = regexp.MustCompile(`^v1\.(\d+)\.\d+\+k3s\d+$`)
+	chartMinorRe = regexp.MustCompile(`^v(\d+)\.(\d+)\.\d+$`)
+)

@@ -416,3 +416,26 @@ func TestSmallerChecks(t *testing.T) {
 		"ed25519, ecdsa and rsa keys": keys(ed+" me@laptop", ec, rs),
 	})
 }
+
+// cert-manager must support the Kubernetes minor of cluster.k3sVersion:
+// the default chart on a stack still on K3s v1.31 is refused with the way
+// out, and every step of the documented upgrade path is accepted.
+func TestCertManagerMustSupportTheK3sMinor(t *testing.T) {
+	at := func(k3s, cm string) map[string]string {
+		return set(t, set(t, stagingStack(t), "cluster", "k3sVersion", k3s), "certManager", "version", cm)
+	}
+	wantRefused(t, []refusal{
+		{"default cert-manager on K3s v1.31", at("v1.31.4+k3s1", DefaultCertManagerVersion),
+			[]string{`pressroom:certManager.version: v1.21.2 supports Kubernetes 1.33 to 1.36, but cluster.k3sVersion is v1.31.4+k3s1: raise K3s and cert-manager in turn, one minor at a time (infra/OPERATIONS.md, "Upgrade K3s and cert-manager from v1.31")`}},
+		{"cert-manager 1.19 on K3s v1.36", at(DefaultK3sVersion, "v1.19.4"),
+			[]string{`pressroom:certManager.version: v1.19.4 supports Kubernetes 1.31 to 1.35, but cluster.k3sVersion is v1.36.4+k3s1`}},
+	})
+	wantAccepted(t, map[string]map[string]string{
+		"the defaults":                      at(DefaultK3sVersion, DefaultCertManagerVersion),
+		"still on v1.31 and v1.16":          at("v1.31.4+k3s1", "v1.16.2"), // 1.16 is not in the table: not checked
+		"cert-manager 1.19 on K3s v1.31":    at("v1.31.4+k3s1", "v1.19.4"),
+		"K3s v1.35 under cert-manager 1.19": at("v1.35.8+k3s1", "v1.19.4"),
+		"cert-manager 1.21 on K3s v1.35":    at("v1.35.8+k3s1", "v1.21.2"),
+		"install off":                       set(t, at("v1.31.4+k3s1", DefaultCertManagerVersion), "certManager", "install", false),
+	})
+}

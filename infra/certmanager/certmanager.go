@@ -33,10 +33,11 @@ const (
 	Prod    = "letsencrypt-prod"
 )
 
-// DefaultVersion is the pinned cert-manager chart. Since 1.9.1 its HTTP-01
+// DefaultVersion is the pinned cert-manager chart (stacks'
+// DefaultCertManagerVersion, a supported release). Since 1.9.1 its HTTP-01
 // solver pods satisfy the restricted Pod Security Standard, which the
 // pressroom namespace (where they run, beside the Certificate) enforces.
-const DefaultVersion = "v1.16.2"
+const DefaultVersion = stacks.DefaultCertManagerVersion
 
 var acmeServers = map[string]string{
 	Staging: "https://acme-staging-v02.api.letsencrypt.org/directory",

@@ -42,7 +42,7 @@ var localImages = map[string]string{
 // The CRD values follow the chart version: installCRDs before v1.15,
 // crds.enabled and crds.keep from it.
 func TestValuesFollowTheChartVersion(t *testing.T) {
-	for version, crdsEnabled := range map[string]bool{"v1.11.5": false, "v1.14.7": false, "v1.15.0": true, "v1.16.2": true, "v2.0.0": true} {
+	for version, crdsEnabled := range map[string]bool{"v1.11.5": false, "v1.14.7": false, "v1.15.0": true, "v1.16.2": true, "v1.21.2": true, "v2.0.0": true} {
 		v, err := Values(version, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -277,7 +277,7 @@ func TestReleaseChartFromRepositoryOrDirectory(t *testing.T) {
 // it: "field not declared in schema", as the live node showed); from v1.12
 // it is the field to use.
 func TestSolverIngressFollowsTheVersion(t *testing.T) {
-	for version, want := range map[string]string{"v1.11.5": "class", "v1.12.0": "ingressClassName", "v1.16.2": "ingressClassName", "v2.0.0": "ingressClassName"} {
+	for version, want := range map[string]string{"v1.11.5": "class", "v1.12.0": "ingressClassName", "v1.16.2": "ingressClassName", "v1.21.2": "ingressClassName", "v2.0.0": "ingressClassName"} {
 		got := SolverIngress(version, "traefik")
 		if len(got) != 1 || got[want] == nil {
 			t.Errorf("SolverIngress(%s) = %v, want only %s", version, got, want)

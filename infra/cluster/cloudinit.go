@@ -93,7 +93,7 @@ WantedBy=timers.target
 // NodeSpec is everything one server's first boot needs.
 type NodeSpec struct {
 	Index       int    // 0 = the first server
-	K3sVersion  string // pinned, e.g. v1.31.4+k3s1
+	K3sVersion  string // pinned, e.g. v1.36.4+k3s1
 	Token       string // shared cluster secret
 	TLSSANs     []string
 	ClusterInit bool   // the first server: start embedded etcd
@@ -170,7 +170,7 @@ func UserData(n NodeSpec) (string, error) {
 		return "", fmt.Errorf("cluster: node %d needs a K3s version and a token", n.Index+1)
 	}
 	if !versionRE.MatchString(n.K3sVersion) {
-		return "", fmt.Errorf("cluster: K3s version %q is not a release like v1.31.4+k3s1", n.K3sVersion)
+		return "", fmt.Errorf("cluster: K3s version %q is not a release like v1.36.4+k3s1", n.K3sVersion)
 	}
 	if n.Index > 0 && n.JoinURL == "" {
 		return "", fmt.Errorf("cluster: node %d joins the cluster and needs JoinURL", n.Index+1)

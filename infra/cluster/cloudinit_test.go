@@ -12,7 +12,7 @@ import (
 )
 
 const (
-	testVersion = "v1.31.4+k3s1"
+	testVersion = "v1.36.4+k3s1"
 	fakeBinary  = "\x7fELF k3s stand-in\n"
 	privateIP   = "10.110.0.2"
 	publicIP    = "203.0.113.11"
@@ -277,7 +277,7 @@ func TestUserDataRefusesIncompleteSpecs(t *testing.T) {
 	if _, err := UserData(NodeSpec{K3sVersion: testVersion}); err == nil || !strings.Contains(err.Error(), "token") {
 		t.Errorf("no token: %v", err)
 	}
-	if _, err := UserData(NodeSpec{K3sVersion: "v1.31.4+k3s1'; reboot; '", Token: "t"}); err == nil {
+	if _, err := UserData(NodeSpec{K3sVersion: "v1.36.4+k3s1'; reboot; '", Token: "t"}); err == nil {
 		t.Error("a version that breaks out of the script's quotes was accepted")
 	}
 	if _, err := UserData(NodeSpec{K3sVersion: testVersion, Token: "t", CAFiles: map[string]string{"x.crt": "a\n" + heredoc + "\nb"}}); err == nil {

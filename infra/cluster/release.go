@@ -10,13 +10,13 @@ type Release struct {
 // K3sReleases pins the downloads of each K3s release the stacks may run.
 // A release missing here is still installed, but its binary is checked
 // only against the release's own sha256sum-amd64.txt and its install
-// script not at all (cluster.New warns). To pin one, on a trusted machine:
+// script not at all (cluster.New warns). It is empty because checksums
+// must come from the downloads themselves, which this repository's build
+// machine cannot reach; they are never copied from anywhere else. The
+// commands that print an entry are in infra/OPERATIONS.md, "Pin a K3s
+// release"; an entry looks like
 //
-//	V=v1.31.4+k3s1
-//	curl -sfL "https://raw.githubusercontent.com/k3s-io/k3s/${V/+/%2B}/install.sh" | sha256sum
-//	curl -sfL "https://github.com/k3s-io/k3s/releases/download/${V/+/%2B}/sha256sum-amd64.txt" | awk '$2 == "k3s"'
-//
-// and compare the binary's line with the release page before adding it.
+//	"v1.36.4+k3s1": {InstallScript: "<64 hex>", Binary: "<64 hex>"},
 var K3sReleases = map[string]Release{}
 
 // Pinned reports whether version's downloads are pinned.

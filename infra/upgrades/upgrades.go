@@ -51,7 +51,7 @@ func ReleaseManifests(version string) []string {
 
 // Args configures the upgrades.
 type Args struct {
-	K3sVersion        string // the version every server is kept at, e.g. v1.31.4+k3s1
+	K3sVersion        string // the version every server is kept at, e.g. v1.36.4+k3s1
 	Install           bool   // false: the cluster already runs system-upgrade-controller
 	ControllerVersion string // pinned controller release, e.g. v0.16.1
 	// RunningVersions, when set, are the nodes' kubelet versions now: the
@@ -76,7 +76,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	}
 	a := *args
 	if !k3sVersionRE.MatchString(a.K3sVersion) {
-		return nil, fmt.Errorf("upgrades: K3s version %q must be a pinned release like v1.31.4+k3s1", a.K3sVersion)
+		return nil, fmt.Errorf("upgrades: K3s version %q must be a pinned release like v1.36.4+k3s1", a.K3sVersion)
 	}
 	if a.Install && !controllerVersionRE.MatchString(a.ControllerVersion) {
 		return nil, fmt.Errorf("upgrades: system-upgrade-controller version %q must be pinned as vX.Y.Z", a.ControllerVersion)
@@ -161,7 +161,7 @@ func (a version) older(b version) bool {
 func CheckVersion(running []string, target string) error {
 	t, ok := parseVersion(target)
 	if !ok {
-		return fmt.Errorf("upgrades: K3s version %q must be a pinned release like v1.31.4+k3s1", target)
+		return fmt.Errorf("upgrades: K3s version %q must be a pinned release like v1.36.4+k3s1", target)
 	}
 	var oldest *version
 	for _, r := range running {

@@ -128,7 +128,7 @@ func TestManifestsDigitalOceanStack(t *testing.T) {
 	if plan == "" {
 		t.Fatalf("the render has no K3s upgrade Plan k3s-server, which `up` deploys on a digitalocean stack (upgrades.enabled defaults to true there); files: %v", keys(files))
 	}
-	if !strings.Contains(files[plan], "version: v1.31.4+k3s1") {
+	if !strings.Contains(files[plan], "version: v1.36.4+k3s1") {
 		t.Errorf("the upgrade Plan does not keep the servers at the stack's cluster.k3sVersion:\n%s", files[plan])
 	}
 	all := strings.Join(values(files), "\n")

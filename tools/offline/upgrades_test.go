@@ -30,7 +30,7 @@ func TestUpgradesPreviewBeforeTheClusterExists(t *testing.T) {
 	if err != nil {
 		t.Fatalf("preview before the cluster exists fails: %v\n%s", err, out)
 	}
-	for _, want := range []string{"kubernetes:yaml/v2:ConfigGroup", "kubernetes:upgrade.cattle.io/v1:Plan", "v1.31.4+k3s1"} {
+	for _, want := range []string{"kubernetes:yaml/v2:ConfigGroup", "kubernetes:upgrade.cattle.io/v1:Plan", "v1.36.4+k3s1"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("preview does not show %s:\n%s", want, out)
 		}

@@ -69,7 +69,7 @@ var settingDocs = map[string]settingDoc{
 	"datastoreImages.postgres": {what: "Postgres image; it also runs the backup CronJob, so it needs `sh`, `initdb`, `postgres`, `pg_ctl` and `psql` on `PATH`, and its major version must be the data directory's"},
 	"datastoreImages.redis":    {what: "Redis image; like every image here, `name[:tag]@sha256:<64 hex>` (`:latest` is refused)"},
 	"datastoreImages.nats":     {what: "NATS (JetStream) image"},
-	"datastoreImages.jaeger":   {what: "Jaeger all-in-one image (OTLP traces)"},
+	"datastoreImages.jaeger":   {what: "Jaeger v2 image (OTLP traces), run with the config file of the jaeger-config ConfigMap"},
 
 	"app.googleClientId":     {what: "OIDC client id (auth); register the redirect URL `https://<domain>/auth/callback`"},
 	"app.googleLoginEnabled": {what: "sign-in on or off"},

@@ -27,7 +27,7 @@ const (
 	// It bundles Traefik v3.7.8 (its release notes' component table), the
 	// Traefik the local node runs (tools/toolchain/node-toolchain.sh).
 	// A stack on an older minor raises it one minor at a time
-	// (infra/OPERATIONS.md, "Upgrade K3s and cert-manager from v1.31").
+	// (infra/OPERATIONS.md, "Upgrade K3s").
 	DefaultK3sVersion = "v1.36.4+k3s1"
 	// DefaultCertManagerVersion is a supported cert-manager (1.21: supported
 	// until 1.23 is released, for Kubernetes 1.33 to 1.36).
@@ -663,7 +663,7 @@ var certManagerKubernetes = map[[2]int][2]int{
 // certManagerSupportsK3s refuses a cert-manager chart whose supported
 // Kubernetes range leaves out the K3s minor the stack runs, e.g. the
 // default cert-manager on a stack still on K3s v1.31: both are raised in
-// turn (infra/OPERATIONS.md, "Upgrade K3s and cert-manager from v1.31").
+// turn (infra/OPERATIONS.md, "Upgrade K3s").
 func (l *loader) certManagerSupportsK3s(c *Config) {
 	if c.Cluster.Mode != ModeDigitalOcean && !c.Upgrades.Enabled {
 		return // cluster.k3sVersion says nothing about the cluster
@@ -681,7 +681,7 @@ func (l *loader) certManagerSupportsK3s(c *Config) {
 		return
 	}
 	l.problemf("certManager.version", "%s supports Kubernetes 1.%d to 1.%d, but cluster.k3sVersion is %s: "+
-		"raise K3s and cert-manager in turn, one minor at a time (infra/OPERATIONS.md, \"Upgrade K3s and cert-manager from v1.31\")",
+		"raise K3s and cert-manager in turn, one minor at a time (infra/OPERATIONS.md, \"Upgrade K3s\")",
 		c.CertManager.Version, r[0], r[1], c.Cluster.K3sVersion)
 }
 

@@ -426,7 +426,7 @@ func TestCertManagerMustSupportTheK3sMinor(t *testing.T) {
 	}
 	wantRefused(t, []refusal{
 		{"default cert-manager on K3s v1.31", at("v1.31.4+k3s1", DefaultCertManagerVersion),
-			[]string{`pressroom:certManager.version: v1.21.2 supports Kubernetes 1.33 to 1.36, but cluster.k3sVersion is v1.31.4+k3s1: raise K3s and cert-manager in turn, one minor at a time (infra/OPERATIONS.md, "Upgrade K3s and cert-manager from v1.31")`}},
+			[]string{`pressroom:certManager.version: v1.21.2 supports Kubernetes 1.33 to 1.36, but cluster.k3sVersion is v1.31.4+k3s1: raise K3s and cert-manager in turn, one minor at a time (infra/OPERATIONS.md, "Upgrade K3s")`}},
 		{"cert-manager 1.19 on K3s v1.36", at(DefaultK3sVersion, "v1.19.4"),
 			[]string{`pressroom:certManager.version: v1.19.4 supports Kubernetes 1.31 to 1.35, but cluster.k3sVersion is v1.36.4+k3s1`}},
 	})

@@ -45,7 +45,7 @@ type Options struct {
 	IdleTimeout       time.Duration // 120s
 
 	ShutdownTimeout time.Duration // deadline to drain in-flight requests, 20s
-	DrainDelay      time.Duration // readiness false → stop accepting, 0
+	DrainDelay      time.Duration // readiness false → stop accepting, 1s (see Serve)
 	CloseTimeout    time.Duration // deadline for the OnShutdown funcs together, 10s
 	CheckTimeout    time.Duration // per readiness check, 2s
 	SlowRequest     time.Duration // reads slower than this are logged at info, 500ms
@@ -58,14 +58,16 @@ type Options struct {
 
 // Server is an HTTP server with probes, metrics and graceful shutdown.
 type Server struct {
-	opts    Options
-	log     *slog.Logger
-	engine  *gin.Engine
-	reg     *prometheus.Registry
-	ready   atomic.Bool
-	mu      sync.Mutex
-	checks  []check
-	closers []closer
+	opts   Options
+	log    *slog.Logger
+	engine *gin.Engine
+	reg    *prometheus.Registry
+	ready  atomic.Bool
+	// draining: HTTP/1 responses say "Connection: close" (see Serve).
+	draining atomic.Bool
+	mu       sync.Mutex
+	checks   []check
+	closers  []closer
 }
 
 type check struct {
@@ -92,6 +94,7 @@ func New(o Options) *Server {
 	def(&o.WriteTimeout, 60*time.Second)
 	def(&o.IdleTimeout, 120*time.Second)
 	def(&o.ShutdownTimeout, 20*time.Second)
+	def(&o.DrainDelay, time.Second)
 	def(&o.CloseTimeout, 10*time.Second)
 	def(&o.CheckTimeout, 2*time.Second)
 	def(&o.SlowRequest, 500*time.Millisecond)
@@ -207,6 +210,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	stop() // a second signal now kills the process the default way
 	s.ready.Store(false)
+	// Clients that keep connections alive through a Service address (other
+	// services, via kube-proxy) keep using this pod after it leaves the
+	// endpoints. Closing an idle connection races with a request the client
+	// is sending on it, which then fails unless it can be retried (a POST
+	// cannot). So for the drain delay every response closes its connection
+	// first: the client dials again and reaches a pod that is not stopping.
+	s.draining.Store(true)
 	s.log.Info("shutting down: readiness off, draining requests",
 		"drain_delay", s.opts.DrainDelay.String(), "timeout", s.opts.ShutdownTimeout.String())
 	if s.opts.DrainDelay > 0 {
@@ -241,6 +251,9 @@ func (s *Server) traced() http.Handler {
 		otelhttp.WithFilter(func(r *http.Request) bool { return !isProbe(r.URL.Path) }),
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path }))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.draining.Load() && r.ProtoMajor == 1 {
+			w.Header().Set("Connection", "close")
+		}
 		holdResponse(r)
 		if _, exporting := otel.GetTracerProvider().(*sdktrace.TracerProvider); exporting {
 			spans.ServeHTTP(w, r)

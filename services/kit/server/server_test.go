@@ -133,6 +133,11 @@ func TestGracefulShutdownFinishesInFlightRequest(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode == http.StatusServiceUnavailable {
 			saw503 = true
+			// A kept-alive client must not reuse the connection of a pod that
+			// is stopping: the response closes it.
+			if !resp.Close {
+				t.Error("a response during the drain delay keeps its connection alive; want Connection: close")
+			}
 			break
 		}
 		time.Sleep(10 * time.Millisecond)

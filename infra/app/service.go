@@ -4,6 +4,8 @@
 package app
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"sort"
 
@@ -77,6 +79,12 @@ type ServiceArgs struct {
 	NodeSelector    map[string]string // e.g. the data node for a service with a local volume
 	PullSecret      string
 	SkipAwait       bool // do not wait for rollout (API servers without nodes)
+
+	// SecretChecksums are the secrets component's keyed digests of every
+	// Secret key (secrets.Secrets.Checksums, by secrets.ChecksumKey). When
+	// set, the digests of the keys this pod reads go on its template, so a
+	// changed value rolls exactly the pods that read it.
+	SecretChecksums map[string]pulumi.StringOutput
 }
 
 // Service is a deployed service.
@@ -89,9 +97,21 @@ type Service struct {
 	Deployment *appsv1.Deployment
 }
 
-// TerminationGrace leaves room for the kit's drain (SHUTDOWN_TIMEOUT 20 s)
-// plus the readiness delay before it.
-const TerminationGrace = 40
+// PreStopSeconds is how long a terminating pod keeps serving before it gets
+// SIGTERM: the endpoint controller, kube-proxy and Traefik stop sending it
+// new requests meanwhile (they learn of the deletion asynchronously, within
+// a few seconds on a loaded node). The native sleep action needs no sleep
+// binary in the image (distroless has none; Kubernetes 1.30+).
+const PreStopSeconds = 10
+
+// TerminationGrace leaves room for the preStop pause plus the kit's drain
+// (SHUTDOWN_TIMEOUT 20 s) and the OnShutdown closers after it.
+const TerminationGrace = PreStopSeconds + 40
+
+// SecretsAnnotation on the pod template carries a digest of the Secret keys
+// the pod reads (environment and mounted files): the kubelet never restarts a
+// container for a changed Secret, so the template must change instead.
+const SecretsAnnotation = "pressroom.dev/secrets-sha256"
 
 // NewService creates one service. The component's name is the service name.
 func NewService(ctx *pulumi.Context, name string, args *ServiceArgs, opts ...pulumi.ResourceOption) (*Service, error) {
@@ -147,6 +167,10 @@ func NewService(ctx *pulumi.Context, name string, args *ServiceArgs, opts ...pul
 		mounts = append(mounts, corev1.VolumeMountArgs{Name: pulumi.String("keys"), MountPath: pulumi.String("/keys"), ReadOnly: pulumi.Bool(true)})
 	}
 	podMeta := &metav1.ObjectMetaArgs{Labels: kube.Labels(name, "service")}
+	podAnn := pulumi.StringMap{}
+	if args.SecretChecksums != nil {
+		podAnn[SecretsAnnotation] = SecretsDigest(args.SecretChecksums, args.readSecrets())
+	}
 	if ca := args.TrustedCA; ca != nil {
 		volumes = append(volumes, corev1.VolumeArgs{Name: pulumi.String("trusted-ca"), ConfigMap: &corev1.ConfigMapVolumeSourceArgs{
 			Name:        ca.ConfigMap,
@@ -154,7 +178,10 @@ func NewService(ctx *pulumi.Context, name string, args *ServiceArgs, opts ...pul
 			DefaultMode: pulumi.Int(0o444),
 		}})
 		mounts = append(mounts, corev1.VolumeMountArgs{Name: pulumi.String("trusted-ca"), MountPath: pulumi.String(CABundleDir), ReadOnly: pulumi.Bool(true)})
-		podMeta.Annotations = pulumi.StringMap{CABundleAnnotation: pulumi.String(ca.SHA256)}
+		podAnn[CABundleAnnotation] = pulumi.String(ca.SHA256)
+	}
+	if len(podAnn) > 0 {
+		podMeta.Annotations = podAnn
 	}
 	if args.Data != nil {
 		volumes = append(volumes, corev1.VolumeArgs{Name: pulumi.String("data"), PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSourceArgs{
@@ -175,8 +202,11 @@ func NewService(ctx *pulumi.Context, name string, args *ServiceArgs, opts ...pul
 			Ports: corev1.ContainerPortArray{corev1.ContainerPortArgs{
 				Name: pulumi.String("http"), ContainerPort: pulumi.Int(args.Port), Protocol: pulumi.String("TCP"),
 			}},
-			Env:             env,
-			VolumeMounts:    mounts,
+			Env:          env,
+			VolumeMounts: mounts,
+			Lifecycle: &corev1.LifecycleArgs{PreStop: &corev1.LifecycleHandlerArgs{
+				Sleep: &corev1.SleepActionArgs{Seconds: pulumi.Int(PreStopSeconds)},
+			}},
 			Resources:       args.Size.Resources(),
 			SecurityContext: kube.ContainerSecurity(),
 			// Startup allows ~2.5 min: first boot waits for Postgres to initialise.
@@ -325,10 +355,61 @@ func (a *ServiceArgs) validate(name string) error {
 	if a.KeysSecret != "" && len(a.KeyItems) == 0 {
 		problems = append(problems, "KeyItems must list the keys of KeysSecret to mount")
 	}
+	if a.SecretChecksums != nil {
+		for _, ref := range a.readSecrets() {
+			if _, ok := a.SecretChecksums[ChecksumKey(ref.Secret, ref.Key)]; !ok {
+				problems = append(problems, fmt.Sprintf("SecretChecksums has no digest of %s/%s, which the pod reads", ref.Secret, ref.Key))
+			}
+		}
+	}
 	if len(problems) > 0 {
 		return fmt.Errorf("app %s: %v", name, problems)
 	}
 	return nil
+}
+
+// readSecrets are the Secret keys the pod reads, sorted and without repeats.
+func (a *ServiceArgs) readSecrets() []SecretRef {
+	seen := map[SecretRef]bool{}
+	for _, r := range a.SecretEnv {
+		seen[r] = true
+	}
+	if a.KeysSecret != "" {
+		for _, k := range a.KeyItems {
+			seen[SecretRef{Secret: a.KeysSecret, Key: k}] = true
+		}
+	}
+	out := make([]SecretRef, 0, len(seen))
+	for r := range seen {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return ChecksumKey(out[i].Secret, out[i].Key) < ChecksumKey(out[j].Secret, out[j].Key)
+	})
+	return out
+}
+
+// ChecksumKey names one Secret key in a checksums map.
+func ChecksumKey(secret, key string) string { return secret + "/" + key }
+
+// SecretsDigest is the SHA-256 of the named keys' digests, in order: it
+// changes when, and only when, one of those keys' values changes. A key
+// missing from sums is an error of the caller (validate reports it).
+func SecretsDigest(sums map[string]pulumi.StringOutput, refs []SecretRef) pulumi.StringOutput {
+	parts := make([]any, 0, len(refs))
+	names := make([]string, 0, len(refs))
+	for _, r := range refs {
+		n := ChecksumKey(r.Secret, r.Key)
+		names = append(names, n)
+		parts = append(parts, sums[n])
+	}
+	return pulumi.All(parts...).ApplyT(func(vs []any) string {
+		h := sha256.New()
+		for i, v := range vs {
+			fmt.Fprintf(h, "%s=%v\n", names[i], v)
+		}
+		return hex.EncodeToString(h.Sum(nil))
+	}).(pulumi.StringOutput)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

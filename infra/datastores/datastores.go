@@ -18,6 +18,7 @@ import (
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"pressroom.dev/infra/app"
 	"pressroom.dev/infra/kube"
 	"pressroom.dev/infra/netpol"
 	"pressroom.dev/infra/secrets"
@@ -63,6 +64,10 @@ type DatastoresArgs struct {
 	// volume (clusters with more than one node), so their local-path
 	// volumes live on the Block Storage volume that survives a droplet.
 	NodeSelector map[string]string
+	// SecretChecksums (secrets.Secrets.Checksums): when set, Postgres' and
+	// Redis' pod templates carry a digest of the Secret keys they read, so a
+	// changed password restarts them (Postgres' start script then sets it).
+	SecretChecksums map[string]pulumi.StringOutput
 }
 
 // Datastores is the component.
@@ -315,13 +320,38 @@ func containerPorts(ports map[string]int) corev1.ContainerPortArray {
 	return cp
 }
 
-func (b builder) statefulSet(name, storage string, pod *corev1.PodSpecArgs, podAnnotations map[string]string) error {
+// secretsAnnotation adds the digest of the Secret keys a pod reads.
+func (b builder) secretsAnnotation(ann pulumi.StringMap, refs ...app.SecretRef) pulumi.StringMap {
+	if b.args.SecretChecksums == nil {
+		return ann
+	}
+	if ann == nil {
+		ann = pulumi.StringMap{}
+	}
+	ann[app.SecretsAnnotation] = app.SecretsDigest(b.args.SecretChecksums, refs)
+	return ann
+}
+
+// checkChecksums says which Secret key a datastore reads has no digest.
+func (b builder) checkChecksums(refs []app.SecretRef) error {
+	if b.args.SecretChecksums == nil {
+		return nil
+	}
+	for _, r := range refs {
+		if _, ok := b.args.SecretChecksums[app.ChecksumKey(r.Secret, r.Key)]; !ok {
+			return fmt.Errorf("datastores: SecretChecksums has no digest of %s/%s", r.Secret, r.Key)
+		}
+	}
+	return nil
+}
+
+func (b builder) statefulSet(name, storage string, pod *corev1.PodSpecArgs, podAnnotations pulumi.StringMap) error {
 	if len(b.args.NodeSelector) > 0 {
 		pod.NodeSelector = pulumi.ToStringMap(b.args.NodeSelector)
 	}
 	podMeta := &metav1.ObjectMetaArgs{Labels: kube.Labels(name, "datastore")}
 	if len(podAnnotations) > 0 {
-		podMeta.Annotations = pulumi.ToStringMap(podAnnotations)
+		podMeta.Annotations = podAnnotations
 	}
 	_, err := appsv1.NewStatefulSet(b.ctx, name, &appsv1.StatefulSetArgs{
 		Metadata: kube.Meta(b.ns, name, "datastore", b.annotations()),
@@ -382,8 +412,13 @@ func (b builder) postgres() error {
 		kube.SecretEnv("POSTGRES_PASSWORD", secrets.Datastores, secrets.PostgresKey),
 		kube.Env("PGDATA", "/var/lib/postgresql/data/pgdata"),
 	}
+	reads := []app.SecretRef{{Secret: secrets.Datastores, Key: secrets.PostgresKey}}
 	for _, svc := range secrets.Databases {
 		env = append(env, kube.SecretEnv(strings.ToUpper(svc)+"_DB_PASSWORD", secrets.Datastores, secrets.PasswordKey(svc)))
+		reads = append(reads, app.SecretRef{Secret: secrets.Datastores, Key: secrets.PasswordKey(svc)})
+	}
+	if err := b.checkChecksums(reads); err != nil {
+		return err
 	}
 	isReady := []string{"pg_isready", "-h", "127.0.0.1", "-U", "postgres"}
 	c := corev1.ContainerArgs{
@@ -412,7 +447,8 @@ func (b builder) postgres() error {
 		}},
 	})
 	p.TerminationGracePeriodSeconds = pulumi.Int(60) // a clean shutdown checkpoint
-	return b.statefulSet(name, b.args.Storage.Postgres, p, map[string]string{ScriptsChecksumAnnotation: scriptsChecksum()})
+	ann := b.secretsAnnotation(pulumi.StringMap{ScriptsChecksumAnnotation: pulumi.String(scriptsChecksum())}, reads...)
+	return b.statefulSet(name, b.args.Storage.Postgres, p, ann)
 }
 
 func (b builder) redis() error {
@@ -445,7 +481,11 @@ func (b builder) redis() error {
 		ReadinessProbe: kube.ExecProbe(10, 3, ping...),
 		LivenessProbe:  kube.ExecProbe(20, 3, ping...),
 	}
-	return b.statefulSet(name, b.args.Storage.Redis, pod(name, redisUID, c, nil), nil)
+	reads := []app.SecretRef{{Secret: secrets.Datastores, Key: secrets.RedisKey}}
+	if err := b.checkChecksums(reads); err != nil {
+		return err
+	}
+	return b.statefulSet(name, b.args.Storage.Redis, pod(name, redisUID, c, nil), b.secretsAnnotation(nil, reads...))
 }
 
 func (b builder) nats() error {

@@ -171,11 +171,14 @@ func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 	}
 	switch args.TypeToken {
 	case "random:index/randomPassword:RandomPassword":
-		b := make([]byte, 16)
-		_, _ = rand.Read(b)
-		secret("result", hex.EncodeToString(b))
+		// The same name and keepers give the same password, as the provider
+		// keeps one in state: two runs differ only where the inputs differ.
+		keepers, _ := json.Marshal(in["keepers"])
+		round, _ := mockPasswordRound.Load(args.Name)
+		sum := sha256.Sum256([]byte(fmt.Sprintf("password %s %s %v", args.Name, keepers, round)))
+		secret("result", hex.EncodeToString(sum[:16]))
 	case "tls:index/privateKey:PrivateKey":
-		key, err := rsa.GenerateKey(rand.Reader, 2048)
+		key, err := mockKey(args.Name)
 		if err != nil {
 			return "", nil, err
 		}
@@ -202,6 +205,26 @@ func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 		m.g.recs = append(m.g.recs, r)
 	}
 	return args.Name + "-id", out, nil
+}
+
+// mockPasswordRound, set for a password's name, makes the provider produce
+// another value for it, as a replaced RandomPassword does.
+var mockPasswordRound sync.Map
+
+// mockKeys are the RSA keys of tls.PrivateKey by resource name: a key is
+// generated once, like the provider's in state, so two runs agree on it.
+var mockKeys sync.Map
+
+func mockKey(name string) (*rsa.PrivateKey, error) {
+	if k, ok := mockKeys.Load(name); ok {
+		return k.(*rsa.PrivateKey), nil
+	}
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, err
+	}
+	k, _ := mockKeys.LoadOrStore(name, key)
+	return k.(*rsa.PrivateKey), nil
 }
 
 // Call answers the registry lookup as DigitalOcean does for the one

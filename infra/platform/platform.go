@@ -292,7 +292,8 @@ func NewPlatform(ctx *pulumi.Context, name string, args *PlatformArgs, opts ...p
 		Namespace: ns, Images: a.DatastoreImages,
 		Storage:   datastores.Storage{Postgres: a.Storage.Postgres, Redis: a.Storage.Redis, NATS: a.Storage.NATS},
 		SkipAwait: a.SkipAwait, Protect: a.Protect, DependsOn: sec.Resources,
-		NodeSelector: a.dataNodeSelector(),
+		NodeSelector:    a.dataNodeSelector(),
+		SecretChecksums: sec.Checksums, // a changed password restarts the datastore that reads it
 	}, pulumi.Parent(p))
 	if err != nil {
 		return nil, err
@@ -338,6 +339,7 @@ func NewPlatform(ctx *pulumi.Context, name string, args *PlatformArgs, opts ...p
 	svcs := map[string]*app.Service{}
 	for _, svc := range Services {
 		sa := serviceArgs(&a, svc, ns, imgs, ds)
+		sa.SecretChecksums = sec.Checksums // a changed Secret key rolls the services that read it
 		if trustedCA != nil && slices.Contains(TrustedCAServices, svc) {
 			sa.TrustedCA = trustedCA
 		}

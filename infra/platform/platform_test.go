@@ -15,11 +15,14 @@ import (
 	"math/big"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"pressroom.dev/infra/app"
 	"pressroom.dev/infra/datastores"
@@ -51,7 +54,7 @@ func TestObjectCountsPerStack(t *testing.T) {
 		"Deployment": 6, "StatefulSet": 3, "Service": 9, "ServiceAccount": 10, "Ingress": 3,
 		"HorizontalPodAutoscaler": 2, "PodDisruptionBudget": 2, "NetworkPolicy": 13,
 		"PersistentVolumeClaim": 2, "ConfigMap": 3, "Secret": 7, "CronJob": 1, // ConfigMaps: postgres-init, jaeger-config, backup scripts
-		"random:index/randomPassword:RandomPassword": 6, "tls:index/privateKey:PrivateKey": 1,
+		"random:index/randomPassword:RandomPassword": 7, "tls:index/privateKey:PrivateKey": 2, // + secret-checksums; signing and next JWT key
 		"random:index/randomId:RandomId": 1, // the test's readiness gate
 	}
 	prod := map[string]int{}
@@ -854,37 +857,185 @@ func TestPrebuiltImageChangeTouchesOneDeployment(t *testing.T) {
 	}
 }
 
-func TestJWTKeyRotationKeepsPreviousPublicKey(t *testing.T) {
+func TestJWTKeyRotationKeepsPreviousAndPublishesNextKey(t *testing.T) {
+	keyNames := func(g *graph) string {
+		var names []string
+		for _, k := range g.byType("tls:index/privateKey:PrivateKey") {
+			names = append(names, k.Name)
+		}
+		sort.Strings(names)
+		return fmt.Sprint(names)
+	}
+	jwtData := func(g *graph, key string) string {
+		raw, _ := base64.StdEncoding.DecodeString(get(g.one(t, "Secret", secrets.JWTKeys).In, "data", key).(string))
+		return string(raw)
+	}
+	// kids of a PEM set, or of the public half of a private key.
+	kids := func(pemText string) []string {
+		var out []string
+		for rest := []byte(pemText); ; {
+			var b *pem.Block
+			if b, rest = pem.Decode(rest); b == nil {
+				return out
+			}
+			der := b.Bytes
+			if b.Type == "RSA PRIVATE KEY" {
+				k, err := x509.ParsePKCS1PrivateKey(b.Bytes)
+				if err != nil {
+					t.Fatal(err)
+				}
+				der, _ = x509.MarshalPKIXPublicKey(&k.PublicKey)
+			}
+			id, err := secrets.KeyID(string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, id)
+		}
+	}
+
 	a := stagingArgs()
+	g1 := run(t, "staging", a)
+	if got := keyNames(g1); got != "[jwt-key-g1 jwt-key-g2]" {
+		t.Fatalf("generation 1 keys %v, want g1 (signs) and g2 (published ahead)", got)
+	}
 	a.JWTKeyGeneration = 2
-	g := run(t, "staging", a)
-	keys := g.byType("tls:index/privateKey:PrivateKey")
-	names := []string{}
-	for _, k := range keys {
-		names = append(names, k.Name)
+	g2 := run(t, "staging", a)
+	if got := keyNames(g2); got != "[jwt-key-g1 jwt-key-g2 jwt-key-g3]" {
+		t.Fatalf("generation 2 keys %v, want g1 (previous), g2 (signs), g3 (next)", got)
 	}
-	sort.Strings(names)
-	if fmt.Sprint(names) != "[jwt-key-g1 jwt-key-g2]" {
-		t.Fatalf("keys %v, want generations 1 and 2", names)
+	set2 := kids(jwtData(g2, secrets.JWTPublicKey))
+	if len(set2) != 3 {
+		t.Errorf("generation 2 verification set has %d keys, want 3", len(set2))
 	}
-	jwt := g.one(t, "Secret", "jwt-keys")
-	pub, _ := base64.StdEncoding.DecodeString(get(jwt.In, "data", "jwt_public.pem").(string))
-	if n := strings.Count(string(pub), "BEGIN PUBLIC KEY"); n != 2 {
-		t.Errorf("verification set has %d keys, want 2", n)
+	if ids, _ := g2.outputs["jwtKeyIds"].([]string); fmt.Sprint(ids) != fmt.Sprint(set2) {
+		t.Errorf("jwtKeyIds %v, want the verification set %v", ids, set2)
 	}
-	ids, _ := g.outputs["jwtKeyIds"].([]string)
-	if len(ids) != 2 || ids[0] == ids[1] || len(ids[0]) != 16 {
-		t.Errorf("key ids %v", ids)
+	// Whatever rolls first after a bump, the key auth signs with is already
+	// trusted by the verifiers of the generation before, and the key the
+	// pods not yet rolled sign with is trusted by the new set.
+	signer1 := kids(jwtData(g1, secrets.JWTPrivateKey))
+	signer2 := kids(jwtData(g2, secrets.JWTPrivateKey))
+	if !slices.Contains(kids(jwtData(g1, secrets.JWTPublicKey)), signer2[0]) {
+		t.Errorf("generation 2's signing key %s is not in generation 1's verification set", signer2[0])
+	}
+	if !slices.Contains(set2, signer1[0]) || signer1[0] == signer2[0] {
+		t.Errorf("generation 1's signing key %s is not kept in generation 2's set %v (or did not change)", signer1[0], set2)
 	}
 	a.JWTKeyGeneration = 3
 	g3 := run(t, "staging", a)
-	names = nil
-	for _, k := range g3.byType("tls:index/privateKey:PrivateKey") {
-		names = append(names, k.Name)
+	if got := keyNames(g3); got != "[jwt-key-g2 jwt-key-g3 jwt-key-g4]" {
+		t.Errorf("generation 3 keys %v, want g2, g3 and g4", got)
 	}
-	sort.Strings(names)
-	if fmt.Sprint(names) != "[jwt-key-g2 jwt-key-g3]" {
-		t.Errorf("generation 3 keeps %v, want g2 and g3", names)
+	if slices.Contains(kids(jwtData(g3, secrets.JWTPublicKey)), signer1[0]) {
+		t.Errorf("generation 1's key is still trusted at generation 3")
+	}
+}
+
+// podAnnotations are the secrets digests on every workload's pod template.
+func podAnnotations(t *testing.T, g *graph) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, kind := range []string{"Deployment", "StatefulSet"} {
+		for _, r := range g.all(kind) {
+			v, _ := get(r.In, "spec", "template", "metadata", "annotations", app.SecretsAnnotation).(string)
+			out[kind+"/"+r.metaName()] = v
+		}
+	}
+	return out
+}
+
+func TestSecretChangeRollsExactlyItsReaders(t *testing.T) {
+	g := run(t, "staging", stagingArgs())
+	base := podAnnotations(t, g)
+	// The digest ties a workload to the Secrets it reads: updated after them,
+	// its new pods start with the new values.
+	for w, secs := range map[string][]string{
+		"Deployment/notification": {secrets.AppSecrets, secrets.DatabaseSecret("notification")},
+		"Deployment/web":          {secrets.JWTKeys},
+		"Deployment/auth":         {secrets.JWTKeys, secrets.Datastores, secrets.AppSecrets, secrets.DatabaseSecret("auth")},
+		"StatefulSet/postgres":    {secrets.Datastores},
+	} {
+		kind, name, _ := strings.Cut(w, "/")
+		deps := strings.Join(g.one(t, kind, name).Deps, " ")
+		for _, sec := range secs {
+			if !strings.Contains(deps+" ", "kubernetes:core/v1:Secret::secret-"+sec+" ") {
+				t.Errorf("%s does not wait for the Secret %s it reads (depends on %s)", w, sec, deps)
+			}
+		}
+	}
+	for w, v := range base {
+		reads := !strings.HasSuffix(w, "/jaeger") && !strings.HasSuffix(w, "/nats")
+		if reads != (len(v) == 64) {
+			t.Errorf("%s: secrets digest %q (it reads Secrets: %v)", w, v, reads)
+		}
+	}
+	rolled := func(name string, change func(a *PlatformArgs)) {
+		t.Helper()
+		a := stagingArgs()
+		change(a)
+		after := podAnnotations(t, run(t, "staging", a))
+		var got []string
+		for w, v := range base {
+			if after[w] != v {
+				got = append(got, w)
+			}
+		}
+		sort.Strings(got)
+		if fmt.Sprint(got) != name {
+			t.Errorf("rolled %v, want %s", got, name)
+		}
+	}
+	rolled("[]", func(*PlatformArgs) {})
+	rolled("[Deployment/notification]", func(a *PlatformArgs) {
+		a.ResendAPIKey = pulumi.ToSecret(pulumi.String("re_another-key")).(pulumi.StringOutput)
+	})
+	rolled("[Deployment/auth]", func(a *PlatformArgs) {
+		a.GoogleClientSecret = pulumi.ToSecret(pulumi.String("another-google-secret")).(pulumi.StringOutput)
+	})
+	rolled("[Deployment/article Deployment/auth Deployment/media Deployment/web]", func(a *PlatformArgs) {
+		a.JWTKeyGeneration = 2
+	})
+	// A regenerated password (pulumi up --replace of its RandomPassword).
+	for pw, want := range map[string]string{
+		"db-article": "[Deployment/article StatefulSet/postgres]",
+		"redis":      "[Deployment/auth StatefulSet/redis]",
+		// the superuser's: Postgres and the backup Job read it; no service does
+		"postgres-superuser": "[StatefulSet/postgres]",
+	} {
+		mockPasswordRound.Store(pw, 1)
+		rolled(want, func(*PlatformArgs) {})
+		mockPasswordRound.Delete(pw)
+	}
+}
+
+func TestEveryServiceDrainsBeforeItStops(t *testing.T) {
+	g := run(t, "staging", stagingArgs())
+	n := 0
+	for _, d := range g.all("Deployment") {
+		if get(d.In, "metadata", "labels", "app.kubernetes.io/component") != "service" {
+			continue // Jaeger: no client keeps connections to it through Traefik
+		}
+		n++
+		name := d.metaName()
+		spec, _ := get(d.In, "spec", "template", "spec").(map[string]any)
+		c := list(spec["containers"])[0]
+		if s := get(c, "lifecycle", "preStop", "sleep", "seconds"); s != float64(app.PreStopSeconds) {
+			t.Errorf("%s: preStop sleep %v, want %d s", name, get(c, "lifecycle"), app.PreStopSeconds)
+		}
+		if get(c, "readinessProbe", "httpGet", "path") != "/readyz" {
+			t.Errorf("%s: readiness probe %v", name, c["readinessProbe"])
+		}
+		// preStop, then the kit's drain (SHUTDOWN_TIMEOUT 20 s) must fit.
+		if g, _ := spec["terminationGracePeriodSeconds"].(float64); int(g) < app.PreStopSeconds+20 {
+			t.Errorf("%s: termination grace %v s is shorter than preStop + drain", name, g)
+		}
+		if u := get(d.In, "spec", "strategy", "rollingUpdate", "maxUnavailable"); u != float64(0) {
+			t.Errorf("%s: maxUnavailable %v: a roll would stop a pod before its replacement is Ready", name, u)
+		}
+	}
+	if n != len(Services) {
+		t.Errorf("checked %d service Deployments, want %d", n, len(Services))
 	}
 }
 

@@ -6,9 +6,11 @@
 package secrets
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"net/url"
@@ -51,9 +53,11 @@ func DatabaseSecret(svc string) string { return svc + "-database" }
 // SecretsArgs configures the generated and supplied secrets.
 type SecretsArgs struct {
 	Namespace pulumi.StringInput
-	// JWTKeyGeneration (>= 1): bump it to create a new signing key; the
-	// previous generation's public key stays in the verification set until
-	// the next bump (the grace period is one generation).
+	// JWTKeyGeneration (>= 1): bump it to sign with a new key. The
+	// verification set holds the next generation's public key ahead of use,
+	// so every verifier already trusts the key auth signs with after a bump,
+	// whichever pods roll first; the previous generation's key stays in the
+	// set until the next bump (the grace period is one generation).
 	JWTKeyGeneration   int
 	GoogleClientSecret pulumi.StringInput // may be a secret of ""
 	ResendAPIKey       pulumi.StringInput // may be a secret of ""
@@ -67,13 +71,18 @@ type SecretsArgs struct {
 type Secrets struct {
 	pulumi.ResourceState
 
-	JWTKeyIDs pulumi.StringArrayOutput `pulumi:"jwtKeyIds"` // current first
+	JWTKeyIDs pulumi.StringArrayOutput `pulumi:"jwtKeyIds"` // current, previous (from generation 2), next
 	// Untagged on purpose: tagged outputs are resolved from the engine's
 	// response, and two fields with one tag would leave one never resolved.
 	PostgresPassword pulumi.StringOutput
 	RedisPassword    pulumi.StringOutput
 	// Resources are the Secret objects, for workloads that must wait on them.
 	Resources []pulumi.Resource
+	// Checksums has a digest of every key of every Secret here, by
+	// "<secret>/<key>" (app.ChecksumKey): an HMAC-SHA256 under a generated
+	// key of this stack, so a digest on a pod template (readable by anyone
+	// who may read Deployments) tells nothing about a low-entropy value.
+	Checksums map[string]pulumi.StringOutput
 }
 
 // NewSecrets creates the credentials and their Secrets.
@@ -105,6 +114,42 @@ func NewSecrets(ctx *pulumi.Context, name string, args *SecretsArgs, opts ...pul
 		return p.Result, nil
 	}
 
+	// Not protected: a new key only rolls every pod once.
+	ck, err := random.NewRandomPassword(ctx, "secret-checksums", &random.RandomPasswordArgs{
+		Length: pulumi.Int(32), Special: pulumi.Bool(false),
+	}, child...)
+	if err != nil {
+		return nil, fmt.Errorf("password secret-checksums: %w", err)
+	}
+	checksumKey := ck.Result
+	// Checksums are bound to their Secret (newSecret), so a workload whose
+	// template carries one is updated only after the Secret: its new pods
+	// read the new values.
+	s.Checksums = map[string]pulumi.StringOutput{}
+	sums := map[string]map[string]pulumi.StringOutput{}
+	sum := func(secret, key string, v pulumi.StringInput) {
+		if sums[secret] == nil {
+			sums[secret] = map[string]pulumi.StringOutput{}
+		}
+		sums[secret][key] = pulumi.Unsecret(pulumi.All(checksumKey, v).ApplyT(func(kv []any) string {
+			m := hmac.New(sha256.New, []byte(kv[0].(string)))
+			m.Write([]byte(secret + "/" + key + "\x00" + kv[1].(string)))
+			return hex.EncodeToString(m.Sum(nil))
+		})).(pulumi.StringOutput)
+	}
+	newSecret := func(ctx *pulumi.Context, ns pulumi.StringInput, name string, data pulumi.StringMap, opts []pulumi.ResourceOption) (*corev1.Secret, error) {
+		sec, err := newSecret(ctx, ns, name, data, opts)
+		if err != nil {
+			return nil, err
+		}
+		for key, v := range sums[name] {
+			s.Checksums[name+"/"+key] = pulumi.All(sec.Metadata.Name(), v).ApplyT(func(a []any) string {
+				return a[1].(string)
+			}).(pulumi.StringOutput)
+		}
+		return sec, nil
+	}
+
 	pg, err := password("postgres-superuser")
 	if err != nil {
 		return nil, err
@@ -114,6 +159,8 @@ func NewSecrets(ctx *pulumi.Context, name string, args *SecretsArgs, opts ...pul
 		return nil, err
 	}
 	data := pulumi.StringMap{PostgresKey: b64(pg), RedisKey: b64(redis)}
+	sum(Datastores, PostgresKey, pg)
+	sum(Datastores, RedisKey, redis)
 	dbPasswords := map[string]pulumi.StringOutput{}
 	for _, svc := range Databases {
 		p, err := password("db-" + svc)
@@ -122,6 +169,7 @@ func NewSecrets(ctx *pulumi.Context, name string, args *SecretsArgs, opts ...pul
 		}
 		dbPasswords[svc] = p
 		data[PasswordKey(svc)] = b64(p)
+		sum(Datastores, PasswordKey(svc), p)
 	}
 	creds, err := newSecret(ctx, ns, Datastores, data, child)
 	if err != nil {
@@ -136,6 +184,7 @@ func NewSecrets(ctx *pulumi.Context, name string, args *SecretsArgs, opts ...pul
 				Path: "/" + DatabaseName(svc), RawQuery: "sslmode=disable",
 			}).String()
 		}).(pulumi.StringOutput)
+		sum(DatabaseSecret(svc), DatabaseURLKey, u)
 		sec, err := newSecret(ctx, ns, DatabaseSecret(svc), pulumi.StringMap{DatabaseURLKey: b64(u)}, child)
 		if err != nil {
 			return nil, err
@@ -143,12 +192,16 @@ func NewSecrets(ctx *pulumi.Context, name string, args *SecretsArgs, opts ...pul
 		s.Resources = append(s.Resources, sec)
 	}
 
-	// JWT keys: one resource per generation, named by it, so a bump adds a
-	// key and keeps the previous one until the next bump removes it.
+	// JWT keys: one resource per generation, named by it. Generation g
+	// signs; g-1 still verifies (tokens issued before the bump), and g+1
+	// verifies already: a bump to g+1 then signs with a key that every
+	// verifier, rolled or not, has had for a generation. A bump creates
+	// g+2 and removes g-1.
 	gens := []int{args.JWTKeyGeneration}
 	if args.JWTKeyGeneration > 1 {
 		gens = append(gens, args.JWTKeyGeneration-1)
 	}
+	gens = append(gens, args.JWTKeyGeneration+1)
 	var private pulumi.StringOutput
 	publics := pulumi.StringArray{}
 	for i, g := range gens {
@@ -171,6 +224,8 @@ func NewSecrets(ctx *pulumi.Context, name string, args *SecretsArgs, opts ...pul
 		}
 		return b.String()
 	}).(pulumi.StringOutput)
+	sum(JWTKeys, JWTPrivateKey, private)
+	sum(JWTKeys, JWTPublicKey, publicSet)
 	jwt, err := newSecret(ctx, ns, JWTKeys, pulumi.StringMap{
 		JWTPrivateKey: b64(private),
 		JWTPublicKey:  b64(publicSet),
@@ -191,6 +246,8 @@ func NewSecrets(ctx *pulumi.Context, name string, args *SecretsArgs, opts ...pul
 		return ids, nil
 	}).(pulumi.StringArrayOutput)
 
+	sum(AppSecrets, GoogleSecretKey, orEmpty(args.GoogleClientSecret))
+	sum(AppSecrets, ResendKey, orEmpty(args.ResendAPIKey))
 	app, err := newSecret(ctx, ns, AppSecrets, pulumi.StringMap{
 		GoogleSecretKey: b64(orEmpty(args.GoogleClientSecret)),
 		ResendKey:       b64(orEmpty(args.ResendAPIKey)),

@@ -10,6 +10,8 @@ need=(
   "etcd:etcd-server"
   "chromium:chromium"
   "openssl:openssl"
+  # The live test's browser trusts the local ACME CA's root through an NSS database.
+  "certutil:libnss3-tools"
   "jq:jq"
   "curl:curl"
   # The backup scripts' tests run them with busybox, the backup image's shell

@@ -195,7 +195,9 @@ func NewEdge(ctx *pulumi.Context, name string, args *EdgeArgs, opts ...pulumi.Re
 		Metadata: kube.Meta(ns, HTTPSIngress, "edge", map[string]string{
 			"traefik.ingress.kubernetes.io/router.entrypoints": "websecure",
 			"traefik.ingress.kubernetes.io/router.tls":         "true",
-			"traefik.ingress.kubernetes.io/router.middlewares": refs(WWWToApex, SecurityHeader),
+			// Headers first: the www redirect answers before later middlewares
+			// run, and it must carry HSTS too.
+			"traefik.ingress.kubernetes.io/router.middlewares": refs(SecurityHeader, WWWToApex),
 			kube.SkipAwaitAnnotation:                           "true", // Traefik sets no load-balancer status on K3s' servicelb in every setup
 		}),
 		Spec: &networkingv1.IngressSpecArgs{

@@ -490,7 +490,7 @@ func TestIngressRoutesTLSAndRedirects(t *testing.T) {
 	}
 	ann := get(https.In, "metadata", "annotations").(map[string]any)
 	if ann["traefik.ingress.kubernetes.io/router.entrypoints"] != "websecure" ||
-		ann["traefik.ingress.kubernetes.io/router.middlewares"] != "pressroom-www-to-apex@kubernetescrd,pressroom-security-headers@kubernetescrd" {
+		ann["traefik.ingress.kubernetes.io/router.middlewares"] != "pressroom-security-headers@kubernetescrd,pressroom-www-to-apex@kubernetescrd" {
 		t.Errorf("https ingress annotations %v", ann)
 	}
 	if get(https.In, "spec", "ingressClassName") != "traefik" {

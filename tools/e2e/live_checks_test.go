@@ -360,11 +360,11 @@ func (lc *liveCluster) journey(ctx context.Context, t *testing.T) {
 	defer cancel()
 	journey(t, jctx, site{
 		base:       "https://" + localstack.Domain,
-		flags:      lc.browserFlags(),
+		flags:      lc.browserFlags(t),
 		notified:   lc.notified,
 		shotPrefix: "live-",
 	})
-	t.Logf("   the browser journey passed through Traefik")
+	t.Logf("   the browser journey passed through Traefik over HTTPS, Chromium trusting the ACME CA's root")
 }
 
 // notified waits for notification's record of the event, read in its

@@ -263,6 +263,41 @@ func (m netMatrix) run(ctx context.Context, t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An overloaded node drops a connect now and then (CoreDNS missing its
+	// readiness probe leaves kube-dns without endpoints for a moment): a
+	// flow that should be open is asked twice more. A closed policy stays
+	// closed however often it is asked; an open result is never re-asked.
+	retried, recovered := 0, 0
+	for round := 0; round < 2; round++ {
+		var again []int
+		for i, c := range cells {
+			if c.want && !got[i].open {
+				again = append(again, i)
+			}
+		}
+		if len(again) == 0 {
+			break
+		}
+		time.Sleep(5 * time.Second)
+		sub := make([]netCell, len(again))
+		for j, i := range again {
+			sub[j] = cells[i]
+		}
+		res, err := m.measure(ctx, sub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		retried += len(again)
+		for j, i := range again {
+			if res[j].open {
+				got[i] = res[j]
+				recovered++
+			}
+		}
+	}
+	if retried > 0 {
+		t.Logf("   %d open-flow probes asked again, %d of them answered then", retried, recovered)
+	}
 	bad := 0
 	for i, c := range cells {
 		if got[i].open != c.want {

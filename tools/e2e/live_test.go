@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -109,7 +110,7 @@ func TestLivePlatform(t *testing.T) {
 	for svc, img := range imgs.Services {
 		images[svc] = img.Ref()
 	}
-	lc := &liveCluster{c: c, cf: cf, repo: repo}
+	lc := &liveCluster{c: c, cf: cf, repo: repo, inet: inet}
 	readme := filepath.Join(repo, "infra", "OPERATIONS.md")
 	offline.Scenario{
 		Stack: localstack.StackName, Prepared: true,
@@ -124,12 +125,15 @@ func TestLivePlatform(t *testing.T) {
 		AfterUp: func(ctx context.Context, t *testing.T, c *localkube.Cluster) {
 			lc.crdRaceWon(t)
 			lc.allReady(ctx, t)
+			lc.certificateIssued(ctx, t)
 			lc.hardened(ctx, t)
 			lc.routes(ctx, t)
 			lc.eventsFlow(ctx, t)
 			lc.networkMatrix(ctx, t)
 			lc.memory(t)
 			lc.journey(ctx, t)
+			lc.acmeSolverPolicyRegression(ctx, t)
+			lc.renewal(ctx, t)
 			lc.podsReplaced(ctx, t)
 			offline.ReadmeJobsAdmitted(ctx, t, c, readme)
 			offline.InternalPathsRefused(ctx, t, c)
@@ -175,6 +179,12 @@ type liveCluster struct {
 	c    *localkube.Cluster
 	cf   localstack.ClusterFile
 	repo string
+	inet *localstack.Internet
+
+	// The ACME CA's root, once the site's certificate is issued: clients
+	// and the browser verify the site against it alone.
+	siteRoots   *x509.CertPool
+	siteRootPEM []byte
 
 	upStarted time.Time
 	crdsAt    time.Time
@@ -183,9 +193,14 @@ type liveCluster struct {
 
 // siteClient reaches the site through Traefik on the node, whatever the
 // URL's host says (like a browser whose DNS points the domain at the node).
+// Once the certificate is issued it verifies it against the ACME CA's root.
 func (lc *liveCluster) siteClient() *http.Client {
 	d := &net.Dialer{Timeout: 5 * time.Second}
 	node := lc.c.NodeIP
+	tlsConf := &tls.Config{InsecureSkipVerify: true} //nolint:gosec // Traefik's default certificate until the stack's is issued
+	if lc.siteRoots != nil {
+		tlsConf = &tls.Config{RootCAs: lc.siteRoots, MinVersion: tls.VersionTLS12}
+	}
 	return &http.Client{
 		Timeout: 15 * time.Second,
 		Transport: &http.Transport{
@@ -193,21 +208,18 @@ func (lc *liveCluster) siteClient() *http.Client {
 				_, port, _ := net.SplitHostPort(addr)
 				return d.DialContext(ctx, network, net.JoinHostPort(node, port))
 			},
-			// Traefik's default certificate until the stack's is issued.
-			TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // see above
+			TLSClientConfig: tlsConf,
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }
 
-// browserFlags point Chromium's names at the node and the internet namespace.
-func (lc *liveCluster) browserFlags() []chromedp.ExecAllocatorOption {
+// browserFlags point Chromium's names at the node and the internet
+// namespace, and make it trust the ACME CA's root and the internet's CA.
+func (lc *liveCluster) browserFlags(t *testing.T) []chromedp.ExecAllocatorOption {
 	rules := fmt.Sprintf("MAP %s %s, MAP www.%s %s, MAP %s %s", localstack.Domain, lc.c.NodeIP,
 		localstack.Domain, lc.c.NodeIP, localstack.OIDCHost, lc.c.InternetHostAddress())
-	return []chromedp.ExecAllocatorOption{
-		chromedp.Flag("host-resolver-rules", rules),
-		chromedp.Flag("ignore-certificate-errors", true),
-	}
+	return append(lc.browserTrust(t), chromedp.Flag("host-resolver-rules", rules))
 }
 
 func (lc *liveCluster) kubectl(ctx context.Context, t *testing.T, args ...string) string {

@@ -51,13 +51,19 @@ type Internet struct {
 	Issuer       string // https://login.example.org
 	ClientSecret string
 	OIDC         *devoidc.Server
+	// ACMEServer is the ACME CA's directory URL (ACMEDirectory); its TLS
+	// certificate chains to CAPEM too.
+	ACMEServer string
 
-	srv *http.Server
+	srv      *http.Server
+	hostAddr string         // the internet namespace's address on this machine's side
+	roots    *x509.CertPool // CAPEM
 }
 
-// StartInternet serves the OIDC provider at https://login.example.org (and
-// makes the site's names resolve to the node's public address). dir keeps
-// the CA and the client secret, so a restarted node trusts the same CA.
+// StartInternet serves the OIDC provider at https://login.example.org and
+// the ACME CA at ACMEDirectory (and makes the site's names resolve to the
+// node's public address). dir keeps the CA and the client secret, so a
+// restarted node trusts the same CA.
 func StartInternet(ctx context.Context, c *localkube.Cluster, dir string) (*Internet, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("localstack: %w", err)
@@ -118,7 +124,19 @@ func StartInternet(ctx context.Context, c *localkube.Cluster, dir string) (*Inte
 	srv.RegisterOnShutdown(func() { errLog.Close() })
 	go func() { _ = srv.ServeTLS(ln, "", "") }()
 	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})
-	return &Internet{CAPEM: caPEM, Issuer: issuer, ClientSecret: secret, OIDC: p, srv: srv}, nil
+	inet := &Internet{CAPEM: caPEM, Issuer: issuer, ClientSecret: secret, OIDC: p, ACMEServer: ACMEDirectory,
+		srv: srv, hostAddr: c.InternetHostAddress(), roots: x509.NewCertPool()}
+	inet.roots.AddCert(ca)
+	acmeCert, err := leaf(ca, caKey, ACMEHost)
+	if err != nil {
+		inet.Close()
+		return nil, err
+	}
+	if err := startACME(ctx, c, dir, acmeCert, inet.roots); err != nil {
+		inet.Close()
+		return nil, err
+	}
+	return inet, nil
 }
 
 // Close stops the servers.
@@ -239,6 +257,7 @@ type ClusterFile struct {
 	OIDCClientID        string `json:"oidcClientId"`
 	OIDCClientSecret    string `json:"oidcClientSecret"`
 	InternetCA          string `json:"internetCA"`
+	ACMEServer          string `json:"acmeServer"`
 }
 
 // clusterFileName is where make cluster's node publishes it.
@@ -260,7 +279,7 @@ func Describe(c *localkube.Cluster, inet *Internet) ClusterFile {
 		PID: os.Getpid(), Dir: c.Dir, Kubeconfig: c.Kubeconfig, ContainerdSocket: c.ContainerdSocket(),
 		NodeIP: c.NodeIP, PublicIP: localkube.PublicIP, InternetHostAddress: c.InternetHostAddress(),
 		OIDCIssuer: inet.Issuer, OIDCClientID: ClientID, OIDCClientSecret: inet.ClientSecret,
-		InternetCA: string(inet.CAPEM),
+		InternetCA: string(inet.CAPEM), ACMEServer: inet.ACMEServer,
 	}
 }
 
@@ -288,10 +307,13 @@ func PrintHowTo(w io.Writer, c *localkube.Cluster) {
 	fmt.Fprintf(w, `localkube: node %s is Ready (API https://%s:6443, Traefik on %s:80 and :443)
   deploy the platform:   make up STACK=local
   reach the site:        curl -k --resolve %s:443:%s https://%s/
+  the site's CA root:    curl -s --cacert %s --resolve %s:%s:%s https://%s:%s/roots/0 > acme-root.pem
+                         (the local ACME CA makes a new one at each start; then curl --cacert acme-root.pem ...)
   in a browser, map the names (e.g. /etc/hosts):
       %s %s www.%s
       %s %s
   inside the node:       nsenter --target %d --net --mount   (then e.g. ctr --address %s -n k8s.io containers ls)
 `, localkube.NodeName, c.NodeIP, c.NodeIP, Domain, c.NodeIP, Domain,
+		filepath.Join(c.Dir, "internet", "ca.crt"), ACMEHost, acmeMgmtPort, c.InternetHostAddress(), ACMEHost, acmeMgmtPort,
 		c.NodeIP, Domain, Domain, c.InternetHostAddress(), OIDCHost, c.NodePID(), c.ContainerdSocket())
 }

@@ -36,7 +36,7 @@ current-context: c
 		t.Fatal(err)
 	}
 	ca := string(caPEM)
-	cf := ClusterFile{Kubeconfig: kc, OIDCIssuer: "https://" + OIDCHost, OIDCClientID: ClientID, OIDCClientSecret: "s", InternetCA: ca}
+	cf := ClusterFile{Kubeconfig: kc, OIDCIssuer: "https://" + OIDCHost, OIDCClientID: ClientID, OIDCClientSecret: "s", InternetCA: ca, ACMEServer: ACMEDirectory}
 	img := func(name string, n int) nodeimages.Image {
 		return nodeimages.Image{Name: nodeimages.Registry + "/" + name, Digest: fmt.Sprintf("sha256:%064d", n)}
 	}
@@ -63,7 +63,8 @@ current-context: c
 		t.Fatalf("the program refuses the local stack's settings: %v", err)
 	}
 	if cfg.Cluster.Mode != stacks.ModeExisting || cfg.Domain != Domain || cfg.Images["web"] != imgs.Services["web"].Ref() ||
-		cfg.CertManager.Chart != "/nowhere/cert-manager-chart" || cfg.App.OIDCIssuerURL != "https://"+OIDCHost {
+		cfg.CertManager.Chart != "/nowhere/cert-manager-chart" || cfg.App.OIDCIssuerURL != "https://"+OIDCHost ||
+		cfg.ACME.Server != ACMEDirectory || cfg.ACME.CABundle != ca || cfg.ACME.Issuer != "prod" {
 		t.Fatalf("settings did not land: %+v", cfg)
 	}
 }

@@ -1,8 +1,8 @@
 // Package backup schedules a nightly pg_dump of every database and a
 // snapshot of the media files to a backups PVC with retention, verifies
 // each dump is readable and each media file's bytes match its name, and
-// ships restore scripts for the documented restore Jobs (README, Day-2
-// operations).
+// ships restore scripts for the documented restore Jobs
+// (infra/OPERATIONS.md, "Restore a database" and "Restore media").
 package backup
 
 import (

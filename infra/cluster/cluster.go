@@ -101,7 +101,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 	// Replacing a server would lose its etcd member and (first node) detach
 	// the data volume, so bootstrap-only inputs never trigger a replacement:
 	// user data, image and SSH keys are read at first boot only. K3s is
-	// upgraded in place (see README, "Replacement policy").
+	// upgraded in place (infra/OPERATIONS.md, "Replace a node").
 	nodeOpts := []pulumi.ResourceOption{child, protect, pulumi.IgnoreChanges([]string{"userData", "image", "sshKeys"})}
 	tags := pulumi.StringArray{args.Network.Tag, pulumi.String("k3s-server")}
 	if !Pinned(args.K3sVersion) {

@@ -84,8 +84,9 @@ type Datastores struct {
 // service and sets the superuser's password, all from the environment
 // (secretKeyRef of the datastore-credentials Secret), never from this file.
 // It is idempotent: startScript runs it at every start, and it can be run
-// by hand (README, Day-2 operations). psql connects as PG* says (start.sh:
-// its private socket; by hand: the server's socket, local trust).
+// by hand (infra/OPERATIONS.md, "Rotate keys and passwords"). psql
+// connects as PG* says (start.sh: its private socket; by hand: the
+// server's socket, local trust).
 const setupScript = `#!/bin/sh
 # Creates or updates one database and one login role per service, and sets
 # the superuser's password. Passwords come from the environment

@@ -8,7 +8,8 @@
 // own Ingress for /.well-known/acme-challenge/<token>, a longer and therefore
 // higher-priority Traefik rule than the "/" of the redirecting Ingress, and
 // without its middleware — so challenges and renewals are answered on plain
-// HTTP (and the solver's NetworkPolicy lets Traefik reach it, seed §7.1).
+// HTTP (and the solver's NetworkPolicy lets Traefik reach it: without it the
+// challenge gets Traefik's 502 and no certificate is issued or renewed).
 package edge
 
 import (

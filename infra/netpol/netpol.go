@@ -20,7 +20,7 @@ const (
 	Traefik    = "traefik"     // the K3s ingress controller in kube-system
 	DNS        = "dns"         // CoreDNS in kube-system
 	Internet   = "internet"    // public addresses (Resend, the OIDC provider)
-	ACMESolver = "acme-solver" // cert-manager's HTTP-01 solver pods (seed §7.1)
+	ACMESolver = "acme-solver" // cert-manager's HTTP-01 solver pods
 )
 
 // ACMESolverLabel marks the solver pods cert-manager starts for HTTP-01.
@@ -178,7 +178,7 @@ type BaselineArgs struct {
 
 // NewBaseline creates default-deny (ingress and egress), DNS egress for every
 // pod, and the ACME solver's ingress from Traefik (without it certificates
-// neither issue nor renew: seed §7.1).
+// neither issue nor renew).
 func NewBaseline(ctx *pulumi.Context, name string, args *BaselineArgs, opts ...pulumi.ResourceOption) (*Baseline, error) {
 	if args == nil || args.Namespace == nil {
 		return nil, fmt.Errorf("netpol: BaselineArgs.Namespace is required")

@@ -30,7 +30,7 @@ func TestExampleStacksBuildTheWholePlatform(t *testing.T) {
 			got := kindCounts(g)
 			for k, n := range seedCounts {
 				if got[k] < n {
-					t.Errorf("%s: %d, fewer than the seed's %d", k, got[k], n)
+					t.Errorf("%s: %d, fewer than the hand-run system's %d", k, got[k], n)
 				}
 			}
 			if want := len(cfg.NeedsBuild()); got["docker:index/image:Image"] != want {

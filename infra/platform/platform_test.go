@@ -29,7 +29,8 @@ import (
 	"pressroom.dev/infra/secrets"
 )
 
-// The seed's 31 objects (§1.2): the platform must have at least these.
+// The 31 objects of the hand-run system this program replaces: the
+// platform must have at least these.
 var seedCounts = map[string]int{
 	"Deployment": 6, "StatefulSet": 3, "Service": 9, "Ingress": 1, "Middleware": 1,
 	"HorizontalPodAutoscaler": 2, "PodDisruptionBudget": 2, "NetworkPolicy": 5,
@@ -88,7 +89,7 @@ func TestObjectCountsPerStack(t *testing.T) {
 			got := kindCounts(run(t, tc.stack, tc.args))
 			for k, n := range seedCounts {
 				if got[k] < n {
-					t.Errorf("%s: %d, fewer than the seed's %d", k, got[k], n)
+					t.Errorf("%s: %d, fewer than the hand-run system's %d", k, got[k], n)
 				}
 			}
 			keys := map[string]bool{}

@@ -264,8 +264,8 @@ func TestNetworkReachabilityMatchesIntendedFlows(t *testing.T) {
 	if len(seen) != len(want) {
 		t.Errorf("allowed %d flows, intended %d", len(seen), len(want))
 	}
-	// The seed's incident (§7.1): the solver must be reachable from Traefik
-	// and from nothing else.
+	// A default-deny that also cuts the solver off stops every issuance: it
+	// must be reachable from Traefik and from nothing else.
 	solver := cluster[10]
 	for _, src := range cluster {
 		if src.name != "acme-solver" && allowed(t, pols, src, solver, pport{8089, "TCP"}) != (src.name == "traefik") {
@@ -275,7 +275,7 @@ func TestNetworkReachabilityMatchesIntendedFlows(t *testing.T) {
 }
 
 // The model itself must be able to fail: without the solver's policy the
-// seed's 502 comes back.
+// challenge's 502 comes back.
 func TestReachabilityModelCatchesTheSeedIncident(t *testing.T) {
 	g := run(t, "staging", stagingArgs())
 	var pols []policy

@@ -352,15 +352,12 @@ read_json() {
 }
 
 # deployed_images N ENTRY: the `images` output update N recorded (service ->
-# reference by digest) as JSON, or {} when the backend keeps no copy of it;
-# null when the backend kept the update's state and its program has no
-# `images` output at all (a program that builds no images).
+# reference by digest) as JSON, or {} when the backend keeps no copy of it.
 deployed_images() {
   local got
   got=$(update_deployment "$1" "$2" | jq -c '(.checkpoint.latest // .deployment // {}) | (.resources // [])
-    | map(select(.type == "pulumi:pulumi:Stack")) | first // {} | .outputs // {}
-    | if has("images") | not then null else .images end
-    | if . == null then null elif type == "object" and (has("ciphertext") | not) then with_entries(select((.value|type) == "string" and .value != "")) else {} end') || got=""
+    | map(select(.type == "pulumi:pulumi:Stack")) | first // {} | .outputs.images // {}
+    | if type == "object" and (has("ciphertext") | not) then with_entries(select((.value|type) == "string" and .value != "")) else {} end') || got=""
   echo "${got:-"{}"}"
 }
 
@@ -384,7 +381,6 @@ images() {
   local entry got
   entry=$(update_entry)
   got=$(deployed_images "$to" "$entry")
-  [ "$got" != null ] || die "update $to's program has no images output: it deployed no images of its own"
   [ "$got" != "{}" ] || die "the backend keeps no record of the images update $to deployed (Pulumi Cloud and file backends do; $PULUMI_BACKEND_URL does not)"
   jq -r 'to_entries[] | "\(.key) \(.value)"' <<<"$got"
 }
@@ -399,7 +395,7 @@ rollback() {
   # Decimal, no leading zeros: `--to 012` is not update 12 by accident.
   [[ "$to" =~ ^[1-9][0-9]{0,8}$ ]] || die "--to must be an update number from 'tools/pulumi.sh history -s $stack', like 12 (got '${to}')"
   setup
-  local entry cfg cur key k3s gen old recorded svc pinned ref built=() cm_cur cm_old cm_default services_to_pin
+  local entry cfg cur key k3s gen old recorded svc pinned ref built=() cm_cur cm_old cm_default
   entry=$(update_entry)
   cfg=$(jq -c '.config' <<<"$entry")
   jq -e 'all(.[]; .value != "ERROR_UNABLE_TO_DECRYPT" and ((.secret | not) or .value != null))' <<<"$cfg" >/dev/null \
@@ -409,16 +405,7 @@ rollback() {
   # that pin; one it built ran what its checkpoint recorded.
   recorded=$(deployed_images "$to" "$entry")
   pinned=$(jq -c "$lib"' obj("pressroom:images")' <<<"$cfg")
-  if [ "$recorded" = null ]; then
-    # The backend kept the update's state and its program records no images
-    # (it builds none): its config is all there is to restore.
-    echo "pulumi.sh: update $to's program has no images output; restoring its config only" >&2
-    recorded="{}"
-    services_to_pin=()
-  else
-    services_to_pin=("${services[@]}")
-  fi
-  for svc in "${services_to_pin[@]}"; do
+  for svc in "${services[@]}"; do
     ref=$(jq -r --arg s "$svc" '.[$s] // "" | strings' <<<"$recorded")
     if [ -z "$ref" ]; then
       [ -n "$(jq -r --arg s "$svc" '.[$s] // "" | strings' <<<"$pinned")" ] && continue

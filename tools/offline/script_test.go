@@ -71,10 +71,6 @@ func TestPulumiShRejectsBadArguments(t *testing.T) {
 		{[]string{"manifests", "-s", "prod", "--to", "3"}, "manifests takes no --to"},
 		{[]string{"manifests", "-s", "prod", "--yes"}, "manifests takes no --yes"},
 		{[]string{"rollback", "-s", "prod", "--to", "3", "--out", "x"}, "rollback takes no --out"},
-		{[]string{"images", "-s", "prod"}, "--to must be an update number"},
-		{[]string{"images", "-s", "prod", "--to", "3", "--yes"}, "images takes no --yes"},
-		{[]string{"images", "-s", "prod", "--to", "3", "--downgrade-cert-manager"}, "images takes no --downgrade-cert-manager"},
-		{[]string{"history", "-s", "prod", "--downgrade-cert-manager"}, "history takes no --downgrade-cert-manager"},
 	} {
 		out, err := pulumiShQuick(t, t.TempDir(), tc.args...)
 		if err == nil || !strings.Contains(out, tc.want) {

@@ -6,8 +6,7 @@
 #   tools/pulumi.sh history -s STACK                numbered updates (for rollback --to)
 #   tools/pulumi.sh manifests -s STACK [--out DIR]  every Kubernetes object as YAML
 #       (DIR: new, empty, or a previous render's; default .artifacts/manifests/STACK)
-#   tools/pulumi.sh images    -s STACK --to N           the images update N deployed
-#   tools/pulumi.sh rollback  -s STACK --to N [--yes] [--downgrade-cert-manager]
+#   tools/pulumi.sh rollback  -s STACK --to N [--yes]
 #
 # Project directory: the repo root, or $PRESSROOM_PROJECT_DIR (a directory with
 # a Pulumi.yaml, e.g. a throw-away project whose main: points at infra/).
@@ -48,13 +47,12 @@ fi
 pulumi_() { (cd "$project_dir" && pulumi "$@"); }
 
 # parse_common COMMAND OPTIONS ARGS...: sets stack, to, out, yes from ARGS.
-# OPTIONS lists the options COMMAND takes besides -s (any of: to out yes
-# downgrade-cert-manager);
+# OPTIONS lists the options COMMAND takes besides -s (any of: to out yes);
 # any other argument is an error.
 parse_common() {
   local cmd=$1 allowed=" $2 "
   shift 2
-  stack="" to="" out="" yes="" cm_down=""
+  stack="" to="" out="" yes=""
   takes() { [[ "$allowed" == *" $1 "* ]] || die "$cmd takes no --$1"; }
   # value OPTION WHAT VALUE...: OPTION must be followed by a value, not by
   # another option (`-s --to 3` names no stack).
@@ -68,7 +66,6 @@ parse_common() {
       --out) takes out; value --out "a directory" "${@:2}"; out="$2"; shift 2 ;;
       --out=*) takes out; out="${1#*=}"; [ -n "$out" ] || die "--out needs a directory"; shift ;;
       -y|--yes) takes yes; yes=--yes; shift ;;
-      --downgrade-cert-manager) takes downgrade-cert-manager; cm_down=1; shift ;;
       *) die "unknown argument '$1'" ;;
     esac
   done
@@ -135,24 +132,22 @@ out_replace() {
   rmdir "$stage"
 }
 
-# jq helpers over config in the shape of `pulumi config --json`:
-# obj(k): the object at config key k; setin(k; f; v) sets its field f.
-# shellcheck disable=SC2016 # jq's $variables, not the shell's
-lib='def obj($k): .[$k] | if . == null then {} elif (.objectValue|type) == "object" then .objectValue
-       else ((.value // "") | (try fromjson catch {}) | if type == "object" then . else {} end) end;
-     def put($k; $o): .[$k] = {value: ($o|tojson), objectValue: $o, secret: (.[$k].secret // false)};
-     def setin($k; $f; $v): put($k; obj($k) | .[$f] = $v);
-     def isset($k; $f): obj($k) | has($f) and .[$f] != null;
-     def truthy: if type == "boolean" then . elif type == "string" then (. as $s | any(["1","t","T","TRUE","true","True"][]; . == $s)) else false end;'
-
 # render_config DIR: makes $cfg (the shape of `pulumi config --json`)
 # renderable: cluster.mode render into DIR, every image pinned (from the
 # stack's last deployment where the config pins none), and what render mode
 # cannot do switched off. Explains each change on stderr; fails before any
 # engine run when an image is nowhere to be found.
 render_config() {
-  local dir=$1 mode have svc outputs got
+  local dir=$1 lib mode have svc outputs got
   local -a missing=() still=()
+  # obj(k): the object at config key k; setin(k; f; v) sets its field f.
+  # shellcheck disable=SC2016 # jq's $variables, not the shell's
+  lib='def obj($k): .[$k] | if . == null then {} elif (.objectValue|type) == "object" then .objectValue
+         else ((.value // "") | (try fromjson catch {}) | if type == "object" then . else {} end) end;
+       def put($k; $o): .[$k] = {value: ($o|tojson), objectValue: $o, secret: (.[$k].secret // false)};
+       def setin($k; $f; $v): put($k; obj($k) | .[$f] = $v);
+       def isset($k; $f): obj($k) | has($f) and .[$f] != null;
+       def truthy: if type == "boolean" then . elif type == "string" then (. as $s | any(["1","t","T","TRUE","true","True"][]; . == $s)) else false end;'
 
   # The stack's own mode; stacks/load.go (build) defaults it to digitalocean.
   mode=$(jq -r "$lib"' obj("pressroom:cluster").mode // "digitalocean"' <<<"$cfg")
@@ -304,144 +299,30 @@ put_config() {
   [ "$part" = "{}" ] || "$run" config set-all -s "$st" --json "$part"
 }
 
-# update_deployment N ENTRY: prints the state update N left (a checkpoint
-# with the stack's outputs), from where the backend keeps it: Pulumi Cloud
-# exports any version; a file backend keeps a copy of the checkpoint beside
-# each history record (.pulumi/history/<project>/<stack>/<stack>-<time>.
-# checkpoint.json), found here by the record's start time. ENTRY is the
-# update's history entry. Prints nothing for a backend that offers neither.
-update_deployment() {
-  local n=$1 entry=$2 url root project name dir start kind f cp base
-  url=${PULUMI_BACKEND_URL:-}
-  case "$url" in
-    file://*)
-      root=${url#file://}
-      root=${root%%\?*}
-      # shellcheck disable=SC2088 # a literal ~ in the URL: the backend reads it as $HOME
-      case "$root" in "~"|"~/"*) root="$HOME${root#\~}" ;; esac
-      project=$(sed -n 's/^name:[[:space:]]*//p' "$project_dir/Pulumi.yaml" | tr -d "\"'" | sed 's/[[:space:]]*$//' | head -n 1)
-      name=${stack##*/}
-      dir="$root/.pulumi/history/$project/$name"
-      [ -d "$dir" ] || dir="$root/.pulumi/history/$name" # the backend's layout before projects
-      [ -d "$dir" ] || return 0
-      # The CLI prints the start as UTC with milliseconds; the record keeps Unix seconds.
-      start=$(jq -r '.startTime | sub("\\.[0-9]+Z$"; "Z") | fromdateiso8601' <<<"$entry") || return 0
-      kind=$(jq -r .kind <<<"$entry")
-      for f in "$dir/$name"-*.history.json*; do
-        [ -f "$f" ] || continue
-        if [ "$(read_json "$f" | jq -r --arg k "$kind" 'select(.kind == $k) | .startTime')" = "$start" ]; then
-          base=${f%.history.json*}
-          for cp in "$base".checkpoint.json*; do
-            [ -f "$cp" ] && read_json "$cp"
-            return 0
-          done
-          return 0
-        fi
-      done ;;
-    https://*|http://*) pulumi_ stack export -s "$stack" --version "$n" 2>/dev/null || true ;;
-  esac
-}
-
-# read_json FILE: a backend file, plain or compressed as the backend writes it.
-read_json() {
-  case "$1" in
-    *.gz) gzip -dc "$1" ;;
-    *.zst) command -v zstd >/dev/null || die "$1 is zstd-compressed: install zstd"; zstd -dqc "$1" ;;
-    *) cat "$1" ;;
-  esac
-}
-
-# deployed_images N ENTRY: the `images` output update N recorded (service ->
-# reference by digest) as JSON, or {} when the backend keeps no copy of it.
-deployed_images() {
-  local got
-  got=$(update_deployment "$1" "$2" | jq -c '(.checkpoint.latest // .deployment // {}) | (.resources // [])
-    | map(select(.type == "pulumi:pulumi:Stack")) | first // {} | .outputs.images // {}
-    | if type == "object" and (has("ciphertext") | not) then with_entries(select((.value|type) == "string" and .value != "")) else {} end') || got=""
-  echo "${got:-"{}"}"
-}
-
-# update_entry N: the history entry of update N (a succeeded update), with
-# its config's secrets in clear text.
-update_entry() {
-  local hist entry
+# rollback: Pulumi has no rollback command (state records what exists, not
+# what you asked for), so we re-deploy the inputs of an earlier update: its
+# config, which holds the image references, read from `pulumi stack history`.
+rollback() {
+  parse_common rollback "to yes" "$@"
+  # Decimal, no leading zeros: `--to 012` is not update 12 by accident.
+  [[ "$to" =~ ^[1-9][0-9]{0,8}$ ]] || die "--to must be an update number from 'tools/pulumi.sh history -s $stack', like 12 (got '${to}')"
+  setup
+  local hist entry cfg cur key k3s gen old
   hist=$(history_json --show-secrets) || die "cannot read the history of stack '$stack'"
   entry=$(jq -c --argjson n "$to" 'map(select(.version == $n)) | first // empty' <<<"$hist")
   [ -n "$entry" ] || die "stack '$stack' has no update $to; its updates are: $(jq -r 'map(.version|tostring) | join(" ")' <<<"$hist")"
   [ "$(jq -r .kind <<<"$entry")" = update ] || die "update $to is a '$(jq -r .kind <<<"$entry")', not an 'update'; pick an update to roll back to"
   [ "$(jq -r .result <<<"$entry")" = succeeded ] || die "update $to did not succeed (result: $(jq -r .result <<<"$entry")); pick one that did"
-  echo "$entry"
-}
-
-# images: the images update N deployed, one "service reference" per line.
-images() {
-  parse_common images "to" "$@"
-  [[ "$to" =~ ^[1-9][0-9]{0,8}$ ]] || die "--to must be an update number from 'tools/pulumi.sh history -s $stack', like 12 (got '${to}')"
-  setup
-  local entry got
-  entry=$(update_entry)
-  got=$(deployed_images "$to" "$entry")
-  [ "$got" != "{}" ] || die "the backend keeps no record of the images update $to deployed (Pulumi Cloud and file backends do; $PULUMI_BACKEND_URL does not)"
-  jq -r 'to_entries[] | "\(.key) \(.value)"' <<<"$got"
-}
-
-# rollback: Pulumi has no rollback command (state records what exists, not
-# what you asked for), so we re-deploy the inputs of an earlier update: its
-# config, read from `pulumi stack history`, with every service's image
-# pinned to the digest that update deployed (its `images` output), so a
-# service the update built is not rebuilt from today's checkout.
-rollback() {
-  parse_common rollback "to yes downgrade-cert-manager" "$@"
-  # Decimal, no leading zeros: `--to 012` is not update 12 by accident.
-  [[ "$to" =~ ^[1-9][0-9]{0,8}$ ]] || die "--to must be an update number from 'tools/pulumi.sh history -s $stack', like 12 (got '${to}')"
-  setup
-  local entry cfg cur key k3s gen old recorded svc pinned ref built=() cm_cur cm_old cm_default
-  entry=$(update_entry)
   cfg=$(jq -c '.config' <<<"$entry")
   jq -e 'all(.[]; .value != "ERROR_UNABLE_TO_DECRYPT" and ((.secret | not) or .value != null))' <<<"$cfg" >/dev/null \
     || die "cannot decrypt the secrets of update $to (set PULUMI_CONFIG_PASSPHRASE or log in to its secrets provider)"
-
-  # Images: what update N ran, by digest. A service its config pinned ran
-  # that pin; one it built ran what its checkpoint recorded.
-  recorded=$(deployed_images "$to" "$entry")
-  pinned=$(jq -c "$lib"' obj("pressroom:images")' <<<"$cfg")
-  for svc in "${services[@]}"; do
-    ref=$(jq -r --arg s "$svc" '.[$s] // "" | strings' <<<"$recorded")
-    if [ -z "$ref" ]; then
-      [ -n "$(jq -r --arg s "$svc" '.[$s] // "" | strings' <<<"$pinned")" ] && continue
-      die "update $to built $svc's image, and the backend keeps no record of which digest it deployed (Pulumi Cloud and file backends do; ${PULUMI_BACKEND_URL:-this one} does not). Pin it by hand, then roll back: tools/pulumi.sh config set -s $stack --path 'pressroom:images.$svc' <registry>/$svc@sha256:<digest of update $to>"
-    fi
-    if [ -z "$(jq -r --arg s "$svc" '.[$s] // "" | strings' <<<"$pinned")" ]; then built+=("$svc"); fi
-    cfg=$(jq -c --arg s "$svc" --arg r "$ref" "$lib"' setin("pressroom:images"; $s; $r)' <<<"$cfg")
-  done
-  if [ "$recorded" != "{}" ]; then
-    echo "pulumi.sh: images of update $to (its recorded images output): $(jq -r 'to_entries | map("\(.key)=\(.value)") | join(" ")' <<<"$recorded")" >&2
-  fi
-
-  # cert-manager's CRDs and webhooks do not support going back a version:
-  # keep the current chart unless asked.
-  cur=$(pulumi_ config -s "$stack" --json --show-secrets) || die "cannot read the config of stack '$stack'"
-  cm_default=$(sed -n 's/^[[:space:]]*DefaultCertManagerVersion[[:space:]]*=[[:space:]]*"\(v[^"]*\)".*/\1/p' "$repo/stacks/validate.go" | head -n 1)
-  cm_cur=$(jq -r --arg d "$cm_default" "$lib"' obj("pressroom:certManager").version // $d' <<<"$cur")
-  cm_old=$(jq -r --arg d "$cm_default" "$lib"' obj("pressroom:certManager").version // $d' <<<"$cfg")
-  if [ -n "$cm_cur" ] && [ -n "$cm_old" ] && [ "$cm_cur" != "$cm_old" ] \
-     && [ "$(printf '%s\n%s\n' "${cm_cur#v}" "${cm_old#v}" | sort -V | head -n 1)" = "${cm_old#v}" ]; then
-    if [ -n "$cm_down" ]; then
-      echo "pulumi.sh: downgrading cert-manager from $cm_cur to $cm_old, as asked (--downgrade-cert-manager)" >&2
-    else
-      cfg=$(jq -c --argjson cur "$cur" "$lib"' ($cur | obj("pressroom:certManager")) as $c
-        | reduce ("version", "chart", "images") as $f (.; if ($c | has($f)) then setin("pressroom:certManager"; $f; $c[$f])
-            else put("pressroom:certManager"; obj("pressroom:certManager") | del(.[$f])) end)' <<<"$cfg")
-      echo "pulumi.sh: kept cert-manager at $cm_cur (update $to had $cm_old; cert-manager does not support downgrades: add --downgrade-cert-manager to go back anyway)" >&2
-    fi
-  fi
-
   # K3s cannot go back a version: the servers keep the one they run now.
   k3s=$(pulumi_ config get -s "$stack" --path pressroom:cluster.k3sVersion 2>/dev/null || true)
   # Nor does the JWT key: an older generation deletes the signing key auth
   # uses now, and everyone signed in since the rotation would be signed out.
   gen=$(pulumi_ config get -s "$stack" --path pressroom:jwt.keyGeneration 2>/dev/null || true)
   # Keys added after update N are removed so the config is exactly N's.
+  cur=$(pulumi_ config -s "$stack" --json)
   while read -r key; do
     [ -n "$key" ] || continue
     pulumi_ config rm -s "$stack" "$key"
@@ -457,9 +338,6 @@ rollback() {
     pulumi_ config set -s "$stack" --path pressroom:jwt.keyGeneration "$gen"
     echo "pulumi.sh: kept jwt.keyGeneration at $gen (update $to had $old; going back would delete the current signing key)" >&2
   fi
-  if [ ${#built[@]} -gt 0 ]; then
-    echo "pulumi.sh: update $to built ${built[*]}; pressroom:images now pins the digests it deployed, so later updates deploy them too. To build from the checkout again, remove each pin: tools/pulumi.sh config rm -s $stack --path pressroom:images.<service>" >&2
-  fi
   echo "pulumi.sh: stack '$stack' config restored to update $to; deploying it" >&2
   pulumi_ up -s "$stack" ${yes} --message "rollback to update $to"
 }
@@ -468,9 +346,8 @@ main() {
   case "${1:-}" in
     manifests) shift; manifests "$@" ;;
     rollback) shift; rollback "$@" ;;
-    images) shift; images "$@" ;;
     history) shift; history "$@" ;;
-    ""|-h|--help) die "usage: tools/pulumi.sh <pulumi args> | history -s STACK | manifests -s STACK [--out DIR] | images -s STACK --to N | rollback -s STACK --to N [--yes] [--downgrade-cert-manager]" ;;
+    ""|-h|--help) die "usage: tools/pulumi.sh <pulumi args> | history -s STACK | manifests -s STACK [--out DIR] | rollback -s STACK --to N [--yes]" ;;
     *) setup; pulumi_ "$@" ;;
   esac
 }

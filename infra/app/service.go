@@ -18,6 +18,7 @@ import (
 
 	"pressroom.dev/infra/kube"
 	"pressroom.dev/infra/netpol"
+	"pressroom.dev/infra/secrets"
 )
 
 // UID is the distroless "nonroot" user the service images run as.
@@ -355,12 +356,8 @@ func (a *ServiceArgs) validate(name string) error {
 	if a.KeysSecret != "" && len(a.KeyItems) == 0 {
 		problems = append(problems, "KeyItems must list the keys of KeysSecret to mount")
 	}
-	if a.SecretChecksums != nil {
-		for _, ref := range a.readSecrets() {
-			if _, ok := a.SecretChecksums[ChecksumKey(ref.Secret, ref.Key)]; !ok {
-				problems = append(problems, fmt.Sprintf("SecretChecksums has no digest of %s/%s, which the pod reads", ref.Secret, ref.Key))
-			}
-		}
+	for _, ref := range MissingChecksums(a.SecretChecksums, a.readSecrets()) {
+		problems = append(problems, fmt.Sprintf("SecretChecksums has no digest of %s/%s, which the pod reads", ref.Secret, ref.Key))
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("app %s: %v", name, problems)
@@ -384,13 +381,25 @@ func (a *ServiceArgs) readSecrets() []SecretRef {
 		out = append(out, r)
 	}
 	sort.Slice(out, func(i, j int) bool {
-		return ChecksumKey(out[i].Secret, out[i].Key) < ChecksumKey(out[j].Secret, out[j].Key)
+		return secrets.ChecksumKey(out[i].Secret, out[i].Key) < secrets.ChecksumKey(out[j].Secret, out[j].Key)
 	})
 	return out
 }
 
-// ChecksumKey names one Secret key in a checksums map.
-func ChecksumKey(secret, key string) string { return secret + "/" + key }
+// MissingChecksums are the refs sums has no digest of (none when sums is
+// nil: the digests are not asked for).
+func MissingChecksums(sums map[string]pulumi.StringOutput, refs []SecretRef) []SecretRef {
+	if sums == nil {
+		return nil
+	}
+	var missing []SecretRef
+	for _, r := range refs {
+		if _, ok := sums[secrets.ChecksumKey(r.Secret, r.Key)]; !ok {
+			missing = append(missing, r)
+		}
+	}
+	return missing
+}
 
 // SecretsDigest is the SHA-256 of the named keys' digests, in order: it
 // changes when, and only when, one of those keys' values changes. A key
@@ -399,7 +408,7 @@ func SecretsDigest(sums map[string]pulumi.StringOutput, refs []SecretRef) pulumi
 	parts := make([]any, 0, len(refs))
 	names := make([]string, 0, len(refs))
 	for _, r := range refs {
-		n := ChecksumKey(r.Secret, r.Key)
+		n := secrets.ChecksumKey(r.Secret, r.Key)
 		names = append(names, n)
 		parts = append(parts, sums[n])
 	}

@@ -413,31 +413,14 @@ func TestBackupWaitsForTheServer(t *testing.T) {
 	pg := startPostgres(t)
 	p := newPod(t, pg)
 	dir := p.dir(t, "backups", 0o777)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	ln.Close() // refused until the relay below opens it
-
+	port := closedPort(t)
 	benv := []string{"BACKUP_DIR=" + dir, "RETENTION_DAYS=14", "PGPORT=" + port, "PG_WAIT_SECONDS=4"}
 	if out, err := p.run(t, uid, "backup.sh", benv); err == nil || !strings.Contains(out, "did not accept connections within 4s") {
 		t.Fatalf("backup.sh with no server: %v\n%s", err, out)
 	}
 
 	benv[len(benv)-1] = "PG_WAIT_SECONDS=60"
-	opened := make(chan struct{})
-	go func() {
-		defer close(opened)
-		time.Sleep(3 * time.Second) // the refused phase the script must outlast
-		l, err := net.Listen("tcp", "127.0.0.1:"+port)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		t.Cleanup(func() { l.Close() })
-		go relay(l, fmt.Sprintf("127.0.0.1:%d", pg.Port))
-	}()
+	opened := relayLater(t, port, pg.Port)
 	out, err := p.run(t, uid, "backup.sh", benv)
 	<-opened
 	if err != nil || strings.Count(out, "dumped ") != len(secrets.Databases) {
@@ -449,29 +432,13 @@ func TestBackupWaitsForTheServer(t *testing.T) {
 	if m == nil {
 		t.Fatalf("no backup directory in backup.sh's output:\n%s", out)
 	}
-	ln, err = net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port = strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	ln.Close()
+	port = closedPort(t)
 	renv := []string{"BACKUP_DIR=" + dir, "PGPORT=" + port, "PG_WAIT_SECONDS=4"}
 	if out, err := p.run(t, uid, "restore.sh", renv, m[1], "article_db"); err == nil || !strings.Contains(out, "did not accept connections within 4s") {
 		t.Fatalf("restore.sh with no server: %v\n%s", err, out)
 	}
 	renv[len(renv)-1] = "PG_WAIT_SECONDS=60"
-	reopened := make(chan struct{})
-	go func() {
-		defer close(reopened)
-		time.Sleep(3 * time.Second)
-		l, err := net.Listen("tcp", "127.0.0.1:"+port)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		t.Cleanup(func() { l.Close() })
-		go relay(l, fmt.Sprintf("127.0.0.1:%d", pg.Port))
-	}()
+	reopened := relayLater(t, port, pg.Port)
 	out, err = p.run(t, uid, "restore.sh", renv, m[1], "article_db")
 	<-reopened
 	if err != nil || !strings.Contains(out, "restored article_db") {
@@ -480,6 +447,37 @@ func TestBackupWaitsForTheServer(t *testing.T) {
 }
 
 // relay forwards every connection of l to addr.
+// closedPort is a loopback port nothing listens on (refused until
+// relayLater opens it).
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	ln.Close()
+	return port
+}
+
+// relayLater opens port after the refused phase a script must outlast (3 s)
+// and relays it to Postgres on pgPort; the channel closes once it is open.
+func relayLater(t *testing.T, port string, pgPort int) <-chan struct{} {
+	opened := make(chan struct{})
+	go func() {
+		defer close(opened)
+		time.Sleep(3 * time.Second)
+		l, err := net.Listen("tcp", "127.0.0.1:"+port)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		t.Cleanup(func() { l.Close() })
+		go relay(l, fmt.Sprintf("127.0.0.1:%d", pgPort))
+	}()
+	return opened
+}
+
 func relay(l net.Listener, addr string) {
 	for {
 		c, err := l.Accept()

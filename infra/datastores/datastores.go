@@ -335,13 +335,8 @@ func (b builder) secretsAnnotation(ann pulumi.StringMap, refs ...app.SecretRef) 
 
 // checkChecksums says which Secret key a datastore reads has no digest.
 func (b builder) checkChecksums(refs []app.SecretRef) error {
-	if b.args.SecretChecksums == nil {
-		return nil
-	}
-	for _, r := range refs {
-		if _, ok := b.args.SecretChecksums[app.ChecksumKey(r.Secret, r.Key)]; !ok {
-			return fmt.Errorf("datastores: SecretChecksums has no digest of %s/%s", r.Secret, r.Key)
-		}
+	if missing := app.MissingChecksums(b.args.SecretChecksums, refs); len(missing) > 0 {
+		return fmt.Errorf("datastores: SecretChecksums has no digest of %s/%s", missing[0].Secret, missing[0].Key)
 	}
 	return nil
 }

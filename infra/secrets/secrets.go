@@ -79,7 +79,7 @@ type Secrets struct {
 	// Resources are the Secret objects, for workloads that must wait on them.
 	Resources []pulumi.Resource
 	// Checksums has a digest of every key of every Secret here, by
-	// "<secret>/<key>" (app.ChecksumKey): an HMAC-SHA256 under a generated
+	// "<secret>/<key>" (ChecksumKey): an HMAC-SHA256 under a generated
 	// key of this stack, so a digest on a pod template (readable by anyone
 	// who may read Deployments) tells nothing about a low-entropy value.
 	Checksums map[string]pulumi.StringOutput
@@ -143,7 +143,7 @@ func NewSecrets(ctx *pulumi.Context, name string, args *SecretsArgs, opts ...pul
 			return nil, err
 		}
 		for key, v := range sums[name] {
-			s.Checksums[name+"/"+key] = pulumi.All(sec.Metadata.Name(), v).ApplyT(func(a []any) string {
+			s.Checksums[ChecksumKey(name, key)] = pulumi.All(sec.Metadata.Name(), v).ApplyT(func(a []any) string {
 				return a[1].(string)
 			}).(pulumi.StringOutput)
 		}
@@ -306,3 +306,6 @@ func KeyID(publicPEM string) (string, error) {
 	sum := sha256.Sum256(block.Bytes)
 	return base64.RawURLEncoding.EncodeToString(sum[:])[:16], nil
 }
+
+// ChecksumKey names one Secret key in Checksums.
+func ChecksumKey(secret, key string) string { return secret + "/" + key }

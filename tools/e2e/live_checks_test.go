@@ -279,30 +279,33 @@ func (lc *liveCluster) routes(ctx context.Context, t *testing.T) {
 		return resp
 	}
 	d := localstack.Domain
-	checks := []struct {
+	type check struct {
 		url, location string
 		status        int
-	}{
-		{"http://" + d + "/", "https://" + d + "/", http.StatusMovedPermanently},
-		{"https://www." + d + "/x?y=1", "https://" + d + "/x?y=1", http.StatusMovedPermanently},
-		{"https://" + d + "/", "", http.StatusOK},
+		hsts          string // "sent" (HTTPS), "absent" (HTTP) or "" (not checked)
+	}
+	checks := []check{
+		{"http://" + d + "/", "https://" + d + "/", http.StatusMovedPermanently, "absent"},
+		{"https://www." + d + "/x?y=1", "https://" + d + "/x?y=1", http.StatusMovedPermanently, "sent"},
+		{"https://" + d + "/", "", http.StatusOK, "sent"},
 	}
 	for _, p := range server.InternalPaths {
-		checks = append(checks, struct {
-			url, location string
-			status        int
-		}{"https://" + d + p, "", http.StatusForbidden})
+		checks = append(checks, check{"https://" + d + p, "", http.StatusForbidden, ""})
 	}
 	for _, ck := range checks {
 		resp := get(ck.url)
+		hsts := resp.Header.Get("Strict-Transport-Security")
 		if resp.StatusCode != ck.status || resp.Header.Get("Location") != ck.location {
 			t.Errorf("GET %s: %d Location %q, want %d %q", ck.url, resp.StatusCode, resp.Header.Get("Location"), ck.status, ck.location)
+		}
+		if ck.hsts == "sent" && hsts == "" || ck.hsts == "absent" && hsts != "" {
+			t.Errorf("GET %s: HSTS %q, want it over HTTPS only", ck.url, hsts)
 		}
 	}
 	if resp := get("https://" + d + "/"); !strings.Contains(resp.Header.Get("Strict-Transport-Security"), "max-age=31536000") {
 		t.Errorf("no HSTS over HTTPS: %q", resp.Header.Get("Strict-Transport-Security"))
 	}
-	t.Logf("   Traefik: http→https 301, www→apex 301, / 200 with HSTS, %v 403", server.InternalPaths)
+	t.Logf("   Traefik: http→https 301, www→apex 301, / 200, HSTS over HTTPS only, %v 403", server.InternalPaths)
 }
 
 // eventsFlow: article's relay and notification's consumer are connected to

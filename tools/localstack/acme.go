@@ -41,7 +41,7 @@ var pebbleEnv = []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_AUTHZREUSE=0", "PEBBLE_W
 // startACME runs Pebble at ACMEDirectory with a TLS certificate from the
 // internet's CA (the ClusterIssuer's caBundle). Its own root CA is made
 // anew at every start; PebbleRoot fetches it.
-func startACME(ctx context.Context, c *localkube.Cluster, dir string, tlsCert tls.Certificate, roots *x509.CertPool) error {
+func startACME(ctx context.Context, c *localkube.Cluster, dir string, tlsCert tls.Certificate, client *http.Client) error {
 	parts, err := toolchain.EnsureNode(ctx)
 	if err != nil {
 		return err
@@ -84,7 +84,7 @@ func startACME(ctx context.Context, c *localkube.Cluster, dir string, tlsCert tl
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		_, err := acmeGet(ctx, c.InternetHostAddress(), acmePort, "/dir", roots)
+		_, err := acmeGet(ctx, client, c.InternetHostAddress(), acmePort, "/dir")
 		if err == nil {
 			return nil
 		}
@@ -103,7 +103,7 @@ func startACME(ctx context.Context, c *localkube.Cluster, dir string, tlsCert tl
 // each start of the server): what a browser or client must trust, and
 // nothing else, to verify the site.
 func (i *Internet) PebbleRoot(ctx context.Context) ([]byte, error) {
-	b, err := acmeGet(ctx, i.hostAddr, acmeMgmtPort, "/roots/0", i.roots)
+	b, err := acmeGet(ctx, i.acme, i.hostAddr, acmeMgmtPort, "/roots/0")
 	if err != nil {
 		return nil, err
 	}
@@ -113,12 +113,16 @@ func (i *Internet) PebbleRoot(ctx context.Context) ([]byte, error) {
 	return b, nil
 }
 
-// acmeGet asks Pebble on port, from this machine through the internet
-// namespace's host-side address, verifying its certificate against roots.
-func acmeGet(ctx context.Context, hostAddr, port, path string, roots *x509.CertPool) ([]byte, error) {
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+// acmeClient verifies Pebble's certificate against roots (the internet CA).
+func acmeClient(roots *x509.CertPool) *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{ServerName: ACMEHost, RootCAs: roots, MinVersion: tls.VersionTLS12},
 	}}
+}
+
+// acmeGet asks Pebble on port, from this machine through the internet
+// namespace's host-side address.
+func acmeGet(ctx context.Context, client *http.Client, hostAddr, port, path string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+net.JoinHostPort(hostAddr, port)+path, nil)
 	if err != nil {
 		return nil, err

@@ -56,8 +56,8 @@ type Internet struct {
 	ACMEServer string
 
 	srv      *http.Server
-	hostAddr string         // the internet namespace's address on this machine's side
-	roots    *x509.CertPool // CAPEM
+	hostAddr string       // the internet namespace's address on this machine's side
+	acme     *http.Client // to the ACME CA, trusting CAPEM
 }
 
 // StartInternet serves the OIDC provider at https://login.example.org and
@@ -124,15 +124,16 @@ func StartInternet(ctx context.Context, c *localkube.Cluster, dir string) (*Inte
 	srv.RegisterOnShutdown(func() { errLog.Close() })
 	go func() { _ = srv.ServeTLS(ln, "", "") }()
 	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
 	inet := &Internet{CAPEM: caPEM, Issuer: issuer, ClientSecret: secret, OIDC: p, ACMEServer: ACMEDirectory,
-		srv: srv, hostAddr: c.InternetHostAddress(), roots: x509.NewCertPool()}
-	inet.roots.AddCert(ca)
+		srv: srv, hostAddr: c.InternetHostAddress(), acme: acmeClient(roots)}
 	acmeCert, err := leaf(ca, caKey, ACMEHost)
 	if err != nil {
 		inet.Close()
 		return nil, err
 	}
-	if err := startACME(ctx, c, dir, acmeCert, inet.roots); err != nil {
+	if err := startACME(ctx, c, dir, acmeCert, inet.acme); err != nil {
 		inet.Close()
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -71,9 +72,7 @@ func (lc *liveCluster) certificateIssued(ctx context.Context, t *testing.T) {
 	d := localstack.Domain
 	var leaf *x509.Certificate
 	for _, host := range []string{d, "www." + d} {
-		if leaf, err = lc.servedCert(ctx, host, lc.siteRoots); err != nil {
-			t.Fatalf("https://%s/ does not verify against the ACME CA's root: %v", host, err)
-		}
+		leaf = lc.waitServedCert(ctx, t, 2*time.Minute, host, nil)
 	}
 	// Neither this machine's roots nor the internet's CA vouch for it.
 	internetCA := x509.NewCertPool()
@@ -125,6 +124,26 @@ func (lc *liveCluster) servedCert(ctx context.Context, host string, roots *x509.
 	}
 	defer conn.Close()
 	return conn.(*tls.Conn).ConnectionState().PeerCertificates[0], nil
+}
+
+// waitServedCert waits up to d for Traefik to serve host a certificate that
+// verifies against the ACME CA's root and, given notSerial, is not the one
+// of that serial. Traefik takes a new Secret from its watch a moment after
+// cert-manager writes it, and serves its default certificate until then.
+func (lc *liveCluster) waitServedCert(ctx context.Context, t *testing.T, d time.Duration, host string, notSerial *big.Int) *x509.Certificate {
+	t.Helper()
+	var leaf *x509.Certificate
+	lc.waitFor(ctx, t, d, "Traefik serving https://"+host+"/ the issued certificate", func() []string {
+		var err error
+		if leaf, err = lc.servedCert(ctx, host, lc.siteRoots); err != nil {
+			return []string{err.Error()}
+		}
+		if notSerial != nil && leaf.SerialNumber.Cmp(notSerial) == 0 {
+			return []string{"still the certificate of serial " + notSerial.Text(16)}
+		}
+		return nil
+	})
+	return leaf
 }
 
 // acmeSolverPolicyRegression replays the outage of a certificate that could
@@ -201,11 +220,10 @@ func (lc *liveCluster) acmeSolverPolicyRegression(ctx context.Context, t *testin
 	if !open.sawKey {
 		t.Errorf("the challenge path never answered the key while the challenge was open (answers: %v)", open.statuses)
 	}
-	if _, err := lc.servedCert(ctx, localstack.Domain, lc.siteRoots); err != nil {
-		t.Errorf("after re-issuing, the served certificate does not verify: %v", err)
-	}
-	t.Logf("   without the solver's NetworkPolicy: Certificate not Ready a minute on, cert-manager: %q (challenge path answered %v); policy back: issued in %s (challenge path answered %v)",
-		reason, blocked.statuses, issued.Round(time.Second), open.statuses)
+	lc.waitServedCert(ctx, t, 2*time.Minute, localstack.Domain, nil)
+	served := time.Since(t0)
+	t.Logf("   without the solver's NetworkPolicy: Certificate not Ready a minute on, cert-manager: %q (challenge path answered %v); policy back: issued in %s, served in %s (challenge path answered %v)",
+		reason, blocked.statuses, issued.Round(time.Second), served.Round(time.Second), open.statuses)
 	if blocked.statuses[http.StatusOK] > 0 {
 		t.Errorf("the challenge path answered 200 without the solver's policy: %v", blocked.statuses)
 	}
@@ -235,17 +253,7 @@ func (lc *liveCluster) renewal(ctx context.Context, t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("cmctl renew: %v\n%s", err, out)
 	}
-	var after *x509.Certificate
-	lc.waitFor(ctx, t, 5*time.Minute, "Traefik serving the renewed certificate", func() []string {
-		after, err = lc.servedCert(ctx, localstack.Domain, lc.siteRoots)
-		if err != nil {
-			return []string{err.Error()}
-		}
-		if after.SerialNumber.Cmp(before.SerialNumber) == 0 {
-			return []string{"still the certificate of serial " + before.SerialNumber.Text(16)}
-		}
-		return nil
-	})
+	after := lc.waitServedCert(ctx, t, 5*time.Minute, localstack.Domain, before.SerialNumber)
 	took := time.Since(t0)
 	seen := watch()
 	if traefikAfter := traefikPods(); traefikAfter != traefikBefore {

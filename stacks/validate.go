@@ -87,7 +87,7 @@ func (l *loader) validate(c *Config, secrets map[string]string) {
 	switch {
 	case c.Domain == "":
 		l.problemf("domain", "is required: the apex domain of the site, like example.com")
-	case !dnsNameOK(c.Domain):
+	case !DNSNameOK(c.Domain):
 		l.problemf("domain", "must be a DNS name like example.com (got %q)", c.Domain)
 	case len(c.Domain) > 249:
 		l.problemf("domain", "is %d characters; at most 249, so that www.<domain> stays within DNS's 253", len(c.Domain))
@@ -345,7 +345,7 @@ func (l *loader) validateCloud(c *Config) {
 			}
 		}
 	}
-	if cl.APIHost != "" && !dnsNameOK(cl.APIHost) {
+	if cl.APIHost != "" && !DNSNameOK(cl.APIHost) {
 		l.problemf("cluster.apiHost", "must be a DNS name like k8s.example.com (got %q)", cl.APIHost)
 	}
 	if !zoneIDRe.MatchString(c.Cloudflare.ZoneID) {
@@ -458,8 +458,10 @@ func CheckCronSchedule(schedule string) error {
 	return nil
 }
 
-// dnsNameOK reports whether s is a lowercase DNS name of at most 253 characters.
-func dnsNameOK(s string) bool {
+// DNSNameOK reports whether s is a lowercase DNS name of at most 253
+// characters: the one rule for the stack's domain, which infra's components
+// check again for callers that bypass the stack config.
+func DNSNameOK(s string) bool {
 	return len(s) <= 253 && dnsNameRe.MatchString(s)
 }
 
@@ -468,7 +470,7 @@ func dnsNameOK(s string) bool {
 func emailOK(s string) bool {
 	a, err := mail.ParseAddress(s)
 	at := strings.LastIndex(s, "@")
-	return err == nil && a.Address == s && at > 0 && dnsNameOK(strings.ToLower(s[at+1:]))
+	return err == nil && a.Address == s && at > 0 && DNSNameOK(strings.ToLower(s[at+1:]))
 }
 
 // acmeServerProblem says what is wrong with an ACME directory URL, or "".

@@ -23,6 +23,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"pressroom.dev/infra/kube"
+	"pressroom.dev/stacks"
 )
 
 // Object names.
@@ -70,8 +71,6 @@ type Edge struct {
 	Issuer pulumi.StringOutput `pulumi:"issuer"`
 }
 
-var domainRE = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
-
 // MiddlewareRef is how a Traefik Ingress annotation names a Middleware CRD.
 func MiddlewareRef(ns, name string) string { return ns + "-" + name + "@kubernetescrd" }
 
@@ -81,7 +80,7 @@ func NewEdge(ctx *pulumi.Context, name string, args *EdgeArgs, opts ...pulumi.Re
 		return nil, fmt.Errorf("edge: Namespace, WebService and MediaService are required")
 	}
 	a := *args
-	if !domainRE.MatchString(a.Domain) {
+	if !stacks.DNSNameOK(a.Domain) {
 		return nil, fmt.Errorf("edge: domain %q is not a lower-case DNS name such as example.com", a.Domain)
 	}
 	if a.Issuer == "" {

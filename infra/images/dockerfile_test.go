@@ -11,9 +11,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-)
 
-var services = []string{"auth", "article", "media", "notification", "web"}
+	"pressroom.dev/stacks"
+)
 
 // distrolessBudget is what the runtime base adds, compressed (static-debian12
 // is ~1 MB as pushed). The image limit is its size as pushed to and pulled
@@ -82,7 +82,7 @@ var fromRE = regexp.MustCompile(`(?m)^FROM\s+(\S+)`)
 func TestDockerfilesFollowTheImageContract(t *testing.T) {
 	root := repoRoot(t)
 	mods := workspaceModules(t, root)
-	for _, svc := range services {
+	for _, svc := range stacks.Services {
 		b, err := os.ReadFile(filepath.Join(root, "services", svc, "Dockerfile"))
 		if err != nil {
 			t.Errorf("%s: %v", svc, err)
@@ -138,7 +138,7 @@ func TestServiceBinariesAreStaticAndSmall(t *testing.T) {
 	}
 	root := repoRoot(t)
 	out := t.TempDir()
-	for _, svc := range services {
+	for _, svc := range stacks.Services {
 		bin := filepath.Join(out, svc)
 		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./services/"+svc)
 		cmd.Dir = root

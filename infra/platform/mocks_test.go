@@ -19,6 +19,8 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/tokens"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"pressroom.dev/stacks"
 )
 
 // rec is one registered resource as the engine would see it.
@@ -243,7 +245,7 @@ func (m *mocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
 // stagingArgs is a complete staging stack: existing cluster, prebuilt images.
 func stagingArgs() *PlatformArgs {
 	imgs := map[string]string{}
-	for _, s := range Services {
+	for _, s := range stacks.Services {
 		sum := sha256.Sum256([]byte(s))
 		imgs[s] = fmt.Sprintf("registry.example.com/pressroom/%s:v1@sha256:%s", s, hex.EncodeToString(sum[:]))
 	}

@@ -9,7 +9,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -28,9 +27,6 @@ import (
 	"pressroom.dev/infra/secrets"
 	"pressroom.dev/stacks"
 )
-
-// Services are the five services, in a fixed order.
-var Services = []string{"auth", "article", "media", "notification", "web"}
 
 // Ports of the services (the kit serves app traffic, /healthz, /readyz and /metrics on it).
 var Ports = map[string]int{"auth": 8081, "article": 8082, "media": 8083, "notification": 8084, "web": 8080}
@@ -150,12 +146,10 @@ type Platform struct {
 	JWTKeyIDs pulumi.StringArrayOutput `pulumi:"jwtKeyIds"`
 }
 
-var domainRE = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
-
 // Validate lists every problem of the arguments at once.
 func (a *PlatformArgs) Validate() error {
 	var p []string
-	if !domainRE.MatchString(a.Domain) {
+	if !stacks.DNSNameOK(a.Domain) {
 		p = append(p, fmt.Sprintf("domain %q is not a lower-case DNS name such as example.com", a.Domain))
 	}
 	if _, err := certmanager.IssuerName(a.Issuer); err != nil {
@@ -177,7 +171,7 @@ func (a *PlatformArgs) Validate() error {
 	}
 	for svc, ref := range a.Images {
 		if _, ok := Ports[svc]; !ok {
-			p = append(p, fmt.Sprintf("images.%s: no such service (have %s)", svc, strings.Join(Services, ", ")))
+			p = append(p, fmt.Sprintf("images.%s: no such service (have %s)", svc, strings.Join(stacks.Services, ", ")))
 		} else if ref != "" {
 			if err := images.ValidateRef(svc, ref); err != nil {
 				p = append(p, err.Error())
@@ -300,7 +294,7 @@ func NewPlatform(ctx *pulumi.Context, name string, args *PlatformArgs, opts ...p
 	}
 
 	imgs, err := images.NewImages(ctx, "images", &images.ImagesArgs{
-		Namespace: ns, Services: Services, Prebuilt: a.Images,
+		Namespace: ns, Services: stacks.Services, Prebuilt: a.Images,
 		RegistryKind: a.Registry.Kind, RegistryServer: a.Registry.Server, RegistryUsername: a.Registry.Username,
 		RegistryPassword: a.Registry.Password, RegistryName: a.Registry.Name, RegistryRegion: a.Registry.Region,
 		Context: a.BuildContext, Tag: ctx.Stack(),
@@ -337,7 +331,7 @@ func NewPlatform(ctx *pulumi.Context, name string, args *PlatformArgs, opts ...p
 	}
 
 	svcs := map[string]*app.Service{}
-	for _, svc := range Services {
+	for _, svc := range stacks.Services {
 		sa := serviceArgs(&a, svc, ns, imgs, ds)
 		sa.SecretChecksums = sec.Checksums // a changed Secret key rolls the services that read it
 		if trustedCA != nil && slices.Contains(TrustedCAServices, svc) {

@@ -27,6 +27,8 @@ import (
 	"pressroom.dev/infra/app"
 	"pressroom.dev/infra/datastores"
 	"pressroom.dev/infra/secrets"
+
+	"pressroom.dev/stacks"
 )
 
 // The 31 objects of the hand-run system this program replaces: the
@@ -319,7 +321,7 @@ func TestServicesContract(t *testing.T) {
 			t.Errorf("%s = %v, want %q", name, got, want)
 		}
 	}
-	for _, svc := range Services {
+	for _, svc := range stacks.Services {
 		env := envOf(svc)
 		value(env, "HTTP_ADDR", fmt.Sprintf(":%d", Ports[svc]))
 		value(env, "OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4317")
@@ -626,7 +628,7 @@ func TestTopologySpreadOnlyWithSeveralNodes(t *testing.T) {
 		a := stagingArgs()
 		a.Nodes = nodes
 		g := run(t, "staging", a)
-		for _, svc := range Services {
+		for _, svc := range stacks.Services {
 			ps := podSpecs(g)["Deployment/"+svc]
 			has := ps["topologySpreadConstraints"] != nil
 			if has != (nodes > 1) {
@@ -1035,8 +1037,8 @@ func TestEveryServiceDrainsBeforeItStops(t *testing.T) {
 			t.Errorf("%s: maxUnavailable %v: a roll would stop a pod before its replacement is Ready", name, u)
 		}
 	}
-	if n != len(Services) {
-		t.Errorf("checked %d service Deployments, want %d", n, len(Services))
+	if n != len(stacks.Services) {
+		t.Errorf("checked %d service Deployments, want %d", n, len(stacks.Services))
 	}
 }
 
@@ -1059,6 +1061,20 @@ func TestInvalidArgsFailWithEveryProblem(t *testing.T) {
 	b.Images = map[string]string{"auth": b.Images["auth"]}
 	if _, err := tryRun("staging", b); err == nil || !strings.Contains(err.Error(), "have no prebuilt image and the registry is \"none\"") {
 		t.Errorf("missing images without a registry: %v", err)
+	}
+}
+
+// The platform takes every domain the stack config takes (one rule, in
+// stacks): an IDN top-level domain in punycode included.
+func TestDomainRuleIsTheStackConfigs(t *testing.T) {
+	a := stagingArgs()
+	a.Domain = "example.xn--p1ai"
+	if _, err := tryRun("staging", a); err != nil {
+		t.Errorf("a domain the stack config accepts is refused: %v", err)
+	}
+	a.Domain = "example.xn--p1ai."
+	if _, err := tryRun("staging", a); err == nil || !strings.Contains(err.Error(), `domain "example.xn--p1ai."`) {
+		t.Errorf("a domain with a trailing dot: %v", err)
 	}
 }
 
@@ -1151,7 +1167,7 @@ func TestTrustedCABundleOnlyWhereServicesCallOut(t *testing.T) {
 	sum := sha256.Sum256([]byte(a.App.TrustedCABundle))
 	want := trust{env: "/etc/pressroom/ca", mount: "/etc/pressroom/ca", configMap: "trusted-ca", items: "ca.crt=ca.crt",
 		annotation: hex.EncodeToString(sum[:]), readOnly: true}
-	for _, svc := range Services {
+	for _, svc := range stacks.Services {
 		got := trustOf(g, svc)
 		switch svc {
 		case "auth", "notification":
@@ -1170,7 +1186,7 @@ func TestTrustedCABundleOnlyWhereServicesCallOut(t *testing.T) {
 			t.Errorf("no bundle, but a %s ConfigMap", TrustedCAConfigMap)
 		}
 	}
-	for _, svc := range Services {
+	for _, svc := range stacks.Services {
 		if got := trustOf(plain, svc); got != (trust{}) {
 			t.Errorf("no bundle, but %s has %+v", svc, got)
 		}

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"pressroom.dev/stacks"
 )
 
 // A pod (or an outside address) of the model cluster.
@@ -74,7 +76,7 @@ func intended() map[string]bool {
 	tcp("notification", "postgres", 5432)
 	tcp("notification", "nats", 4222)
 	tcp("backup", "postgres", 5432)
-	for _, s := range []string{"auth", "article", "media", "notification", "web"} {
+	for _, s := range stacks.Services {
 		tcp(s, "jaeger", 4317)
 	}
 	tcp("auth", "internet", 443)

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"pressroom.dev/tools/devlaunch"
 )
 
 // The launch stops when its parent (make, go run, an IDE task) is gone,
@@ -41,7 +43,7 @@ func TestPassThroughHandsServicesTheirSettings(t *testing.T) {
 	if _, ok := got["notification"]["NOTIFY_EMAIL"]; ok {
 		t.Error("an unset variable was passed on empty")
 	}
-	for _, s := range []string{"auth", "article", "media", "notification", "web"} {
+	for _, s := range devlaunch.Services {
 		if got[s]["LOG_LEVEL"] != "debug" {
 			t.Errorf("%s gets LOG_LEVEL %q", s, got[s]["LOG_LEVEL"])
 		}

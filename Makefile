@@ -4,6 +4,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 MODULES := $(shell sed -n 's|^\t\./||p' go.work)
+# A service is a directory under services/ with a Dockerfile.
+SERVICES := $(patsubst services/%/Dockerfile,%,$(wildcard services/*/Dockerfile))
 STACK ?= staging
 export GOFLAGS ?= -buildvcs=false
 export GONOSUMDB := github.com/pulumi
@@ -17,7 +19,7 @@ CLUSTER_DIR ?= $(HOME)/.local/state/pressroom/cluster
 LOCALSTACK = go build -o $(PRESSROOM_CACHE)/bin/pressroom-localstack ./tools/cmd/localstack && $(PRESSROOM_CACHE)/bin/pressroom-localstack -cluster $(CLUSTER_DIR)
 PULUMI_SH = $(if $(filter local,$(STACK)),$(LOCALSTACK),tools/pulumi.sh)
 
-.PHONY: help deps tools check toolchains generate build test bench dev cluster preview up destroy manifests rollback
+.PHONY: help deps tools check fmt tidy clean toolchains generate build test bench dev cluster preview up destroy manifests rollback
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -34,11 +36,21 @@ generate: tools ## regenerate the Connect/protobuf code from proto/
 build: ## compile every module and service binary into bin/
 	@mkdir -p bin
 	@for m in $(MODULES); do (cd $$m && go build ./...) || exit 1; done
-	@for s in auth article media notification web; do go build -o bin/$$s ./services/$$s || exit 1; done
+	@for s in $(SERVICES); do go build -o bin/$$s ./services/$$s || exit 1; done
 
 check: ## the fast tier, nothing started: gofmt, go vet, staticcheck, go test -short (CI runs it first)
 	@tools/gotools.sh staticcheck
 	@tools/check.sh $(MODULES)
+
+fmt: ## gofmt -w every module (make check refuses unformatted files)
+	@gofmt -l -w $(MODULES)
+
+tidy: ## go mod tidy in every module (needs the Go module proxy)
+	@for m in $(MODULES); do echo "tidy $$m"; (cd $$m && go mod tidy) || exit 1; done
+
+clean: ## remove build and test outputs (bin/, .artifacts/); keeps make dev's data (.dev/) and the tool cache ($(PRESSROOM_CACHE))
+	@rm -rf bin .artifacts
+	@find $(MODULES) -name '*.test' -type f -delete
 
 toolchains: deps ## build (or find cached) Pulumi, Kubernetes and the node's parts from the Go module proxy
 	@tools/toolchains.sh

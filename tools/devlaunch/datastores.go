@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,13 +18,13 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	natsserver "github.com/nats-io/nats-server/v2/server"
+
+	"pressroom.dev/kit/pglocal"
 )
 
 // Databases are the four service databases; each gets a role of the same
 // name (without _db) that owns it, like the cluster's postgres-init ConfigMap.
 var Databases = []string{"auth", "article", "media", "notification"}
-
-const pgBinDir = "/usr/lib/postgresql/15/bin"
 
 func freePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -51,29 +50,13 @@ func readSecret(path string) (string, error) {
 	return s, os.WriteFile(path, []byte(s+"\n"), 0o600)
 }
 
+// pgBin is one of PostgreSQL's programs, found as the tests find them.
 func pgBin(name string) (string, error) {
-	p := filepath.Join(pgBinDir, name)
-	if _, err := os.Stat(p); err == nil {
-		return p, nil
-	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	return "", fmt.Errorf("%s not found in %s or PATH: run `make deps` (Debian package postgresql-15)", name, pgBinDir)
-}
-
-// pgCredential: Postgres refuses to run as root, so run it as the postgres user then.
-func pgCredential() (*syscall.Credential, int, int, error) {
-	if os.Geteuid() != 0 {
-		return nil, -1, -1, nil
-	}
-	u, err := user.Lookup("postgres")
+	dir, err := pglocal.BinDir()
 	if err != nil {
-		return nil, 0, 0, errors.New("running as root needs the `postgres` system user (Debian package postgresql-15)")
+		return "", err
 	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, uid, gid, nil
+	return filepath.Join(dir, name), nil
 }
 
 type postgres struct {
@@ -90,7 +73,7 @@ func (p *postgres) dsn(user, password, db string) string {
 // startPostgres initialises (first run only) and starts a cluster in dir, then
 // makes sure every service database and role exists.
 func (l *Launcher) startPostgres(ctx context.Context, dir string) (*postgres, map[string]string, error) {
-	cred, uid, gid, err := pgCredential()
+	cred, uid, gid, err := pglocal.ServerUser()
 	if err != nil {
 		return nil, nil, err
 	}

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"pressroom.dev/kit/pglocal"
 )
 
 // Server is a running PostgreSQL.
@@ -30,23 +32,15 @@ func binDir(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("runs a real PostgreSQL; -short runs only tests that need none")
 	}
-	for _, d := range []string{os.Getenv("PG_BINDIR"), "/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin"} {
-		if d == "" {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
-			return d
-		}
+	d, err := pglocal.BinDir()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if p, err := exec.LookPath("initdb"); err == nil {
-		return filepath.Dir(p)
-	}
-	t.Fatal("initdb not found: install the Debian package postgresql (make deps does)")
-	return ""
+	return d
 }
 
 // BinDir is the directory of the PostgreSQL binaries (initdb, postgres,
-// pg_ctl, psql, pg_isready): PG_BINDIR, or Debian's for 17, 16 or 15.
+// pg_ctl, psql, pg_isready), as pglocal finds it for every test.
 func BinDir(t *testing.T) string { return binDir(t) }
 
 // ServerUser is who runs server processes: the current user, or, when the
@@ -54,16 +48,11 @@ func BinDir(t *testing.T) string { return binDir(t) }
 // cred is nil when no switch is needed.
 func ServerUser(t *testing.T) (uid, gid int, cred *syscall.Credential) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		return os.Geteuid(), os.Getegid(), nil
-	}
-	u, err := user.Lookup("postgres")
+	cred, uid, gid, err := pglocal.ServerUser()
 	if err != nil {
-		t.Fatal("running as root needs the postgres system user (Debian package postgresql)")
+		t.Fatal(err)
 	}
-	uid, _ = strconv.Atoi(u.Uid)
-	gid, _ = strconv.Atoi(u.Gid)
-	return uid, gid, &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	return uid, gid, cred
 }
 
 // Dir is a new directory owned by ServerUser, removed when the test ends.

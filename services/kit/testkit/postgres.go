@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -17,6 +15,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"pressroom.dev/kit/pglocal"
 )
 
 // PG is a throw-away PostgreSQL server on 127.0.0.1 (trust auth, superuser "postgres").
@@ -99,30 +99,7 @@ func (p *PG) exec(ctx context.Context, sql string) error {
 	return err
 }
 
-func pgBinDir() (string, error) {
-	if d := os.Getenv("PRESSROOM_PG_BIN"); d != "" {
-		if _, err := os.Stat(filepath.Join(d, "initdb")); err != nil {
-			return "", fmt.Errorf("testkit: PRESSROOM_PG_BIN=%s holds no initdb: point it at a PostgreSQL bin directory "+
-				"or unset it to use the Debian package postgresql", d)
-		}
-		return d, nil
-	}
-	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
-	if len(matches) == 0 {
-		if p, err := exec.LookPath("postgres"); err == nil {
-			return filepath.Dir(p), nil
-		}
-		return "", errors.New("testkit: PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin): " +
-			"install the Debian package postgresql (make deps), or set PRESSROOM_PG_BIN")
-	}
-	sort.Slice(matches, func(i, j int) bool { return pgMajor(matches[i]) > pgMajor(matches[j]) })
-	return filepath.Dir(matches[0]), nil
-}
 
-func pgMajor(path string) int {
-	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(path))))
-	return n
-}
 
 // pgTempBase is where the data dir goes: when PostgreSQL runs as another
 // user, $TMPDIR may not be reachable for it (e.g. under /root), /tmp is.
@@ -139,32 +116,15 @@ func pgTempBase(cred *syscall.Credential) string {
 	return base
 }
 
-// pgCredential picks the OS user to run PostgreSQL as: it refuses to run as root.
-func pgCredential() (*syscall.Credential, int, int, error) {
-	if os.Geteuid() != 0 {
-		return nil, os.Getuid(), os.Getgid(), nil
-	}
-	for _, name := range []string{"postgres", "nobody"} {
-		u, err := user.Lookup(name)
-		if err != nil {
-			continue
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, uid, gid, nil
-	}
-	return nil, 0, 0, errors.New("testkit: running as root, and PostgreSQL refuses root: " +
-		"create a postgres user (the Debian package postgresql does) or run tests as a normal user")
-}
 
 func newPG() (*PG, error) {
-	bin, err := pgBinDir()
+	bin, err := pglocal.BinDir()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("testkit: %w", err)
 	}
-	cred, uid, gid, err := pgCredential()
+	cred, uid, gid, err := pglocal.ServerUser()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("testkit: %w", err)
 	}
 	dir, err := os.MkdirTemp(pgTempBase(cred), "pressroom-pg-")
 	if err != nil {

@@ -99,8 +99,6 @@ func (p *PG) exec(ctx context.Context, sql string) error {
 	return err
 }
 
-
-
 // pgTempBase is where the data dir goes: when PostgreSQL runs as another
 // user, $TMPDIR may not be reachable for it (e.g. under /root), /tmp is.
 func pgTempBase(cred *syscall.Credential) string {
@@ -115,7 +113,6 @@ func pgTempBase(cred *syscall.Credential) string {
 	}
 	return base
 }
-
 
 func newPG() (*PG, error) {
 	bin, err := pglocal.BinDir()

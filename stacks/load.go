@@ -311,10 +311,12 @@ func IsProdLike(stack string) bool {
 	return s == "prod" || s == "production" || strings.HasSuffix(s, "-prod") || strings.HasSuffix(s, "-production")
 }
 
-func (l *loader) build() *Config {
-	c := &Config{
-		Stack:  l.stack,
-		Domain: l.values["domain"],
+// Defaults is the configuration of a stack that sets nothing but its
+// domain: the one home of every default. infra's components fill what a
+// caller left empty from it too.
+func Defaults(stack string) Config {
+	return Config{
+		Stack: stack,
 		Cluster: ClusterConfig{
 			Mode:         ModeDigitalOcean,
 			Region:       "fra1",
@@ -344,8 +346,13 @@ func (l *loader) build() *Config {
 			Postgres: "10Gi", Redis: "1Gi", NATS: "5Gi", Media: "10Gi", Backups: "20Gi",
 		},
 		Backup:  BackupConfig{Schedule: "0 3 * * *", RetentionDays: 14},
-		Protect: IsProdLike(l.stack),
+		Protect: IsProdLike(stack),
 	}
+}
+
+func (l *loader) build() *Config {
+	c := Defaults(l.stack)
+	c.Domain = l.values["domain"]
 	if err := spaces(c.Domain); err != nil {
 		l.fail("domain", "%v", err)
 	}
@@ -437,6 +444,6 @@ func (l *loader) build() *Config {
 		RegistryPassword:   secret(raw["registryPassword"]),
 		Kubeconfig:         secret(raw["kubeconfig"]),
 	}
-	l.validate(c, raw)
-	return c
+	l.validate(&c, raw)
+	return &c
 }

@@ -34,9 +34,9 @@ const uid = 70
 type BackupArgs struct {
 	Namespace     pulumi.StringInput
 	Image         string // a postgres image pinned by digest (same major as the server)
-	Schedule      string // cron, default "0 3 * * *"
-	RetentionDays int    // default 14
-	Size          string // PVC size, default 10Gi
+	Schedule      string // cron; empty: stacks.Defaults
+	RetentionDays int    // empty: stacks.Defaults
+	Size          string // PVC size; empty: stacks.Defaults
 	Protect       bool
 	SkipAwait     bool
 	NodeSelector  map[string]string // the data node, as for the datastores
@@ -231,14 +231,15 @@ func NewBackup(ctx *pulumi.Context, name string, args *BackupArgs, opts ...pulum
 		return nil, fmt.Errorf("backup: Namespace is required")
 	}
 	a := *args
+	def := stacks.Defaults("")
 	if a.Schedule == "" {
-		a.Schedule = "0 3 * * *"
+		a.Schedule = def.Backup.Schedule
 	}
 	if a.RetentionDays == 0 {
-		a.RetentionDays = 14
+		a.RetentionDays = def.Backup.RetentionDays
 	}
 	if a.Size == "" {
-		a.Size = "10Gi"
+		a.Size = def.Storage.Backups
 	}
 	if err := checkSchedule(a.Schedule); err != nil {
 		return nil, err

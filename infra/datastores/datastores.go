@@ -205,14 +205,15 @@ func NewDatastores(ctx *pulumi.Context, name string, args *DatastoresArgs, opts 
 	if err := a.Images.Check(); err != nil {
 		return nil, err
 	}
+	def := stacks.Defaults("").Storage
 	if a.Storage.Postgres == "" {
-		a.Storage.Postgres = "10Gi"
+		a.Storage.Postgres = def.Postgres
 	}
 	if a.Storage.Redis == "" {
-		a.Storage.Redis = "1Gi"
+		a.Storage.Redis = def.Redis
 	}
 	if a.Storage.NATS == "" {
-		a.Storage.NATS = "2Gi"
+		a.Storage.NATS = def.NATS
 	}
 	if a.RedisMaxMemory == "" {
 		a.RedisMaxMemory = "200mb"

@@ -54,7 +54,7 @@ type Bounds struct{ Min, Max int }
 type AppSettings struct {
 	GoogleClientID     string
 	GoogleLoginEnabled bool
-	OIDCIssuerURL      string // default https://accounts.google.com
+	OIDCIssuerURL      string // empty: stacks.Defaults
 	EmailFrom          string
 	AdminEmails        []string
 	NotifyEmail        string
@@ -111,9 +111,9 @@ type PlatformArgs struct {
 	GoogleClientSecret pulumi.StringInput // secret; may be ""
 	ResendAPIKey       pulumi.StringInput // secret; may be ""
 
-	ArticleScaling Bounds // default 2..5
-	WebScaling     Bounds // default 2..6
-	CPUTarget      int    // percent, default 70
+	ArticleScaling Bounds // empty: stacks.Defaults
+	WebScaling     Bounds // empty: stacks.Defaults
+	CPUTarget      int    // percent; empty: stacks.Defaults
 
 	Images       map[string]string // service → prebuilt reference by digest; others are built
 	Registry     RegistrySettings
@@ -123,8 +123,8 @@ type PlatformArgs struct {
 	Storage          StorageSizes
 	DatastoreImages  datastores.Images // zero = datastores.DefaultImages; Postgres' is also the backup job's
 
-	BackupSchedule      string // default "0 3 * * *"
-	BackupRetentionDays int    // default 14
+	BackupSchedule      string // empty: stacks.Defaults
+	BackupRetentionDays int    // empty: stacks.Defaults
 
 	Protect   bool // protect stateful resources (prod)
 	SkipAwait bool // do not wait for workloads to become ready (API servers without nodes)
@@ -195,29 +195,30 @@ func (a *PlatformArgs) Validate() error {
 }
 
 func (a *PlatformArgs) defaults() {
+	def := stacks.Defaults("")
 	if a.ArticleScaling == (Bounds{}) {
-		a.ArticleScaling = Bounds{2, 5}
+		a.ArticleScaling = Bounds(def.Scaling.Article)
 	}
 	if a.WebScaling == (Bounds{}) {
-		a.WebScaling = Bounds{2, 6}
+		a.WebScaling = Bounds(def.Scaling.Web)
 	}
 	if a.CPUTarget == 0 {
-		a.CPUTarget = 70
+		a.CPUTarget = def.Scaling.CPUTarget
 	}
 	if a.Nodes == 0 {
-		a.Nodes = 1
+		a.Nodes = def.Cluster.Nodes
 	}
 	if a.JWTKeyGeneration == 0 {
-		a.JWTKeyGeneration = 1
+		a.JWTKeyGeneration = def.JWT.KeyGeneration
 	}
 	if a.App.OIDCIssuerURL == "" {
-		a.App.OIDCIssuerURL = "https://accounts.google.com"
+		a.App.OIDCIssuerURL = def.App.OIDCIssuerURL
 	}
 	if a.App.LogLevel == "" {
 		a.App.LogLevel = "info"
 	}
 	if a.Storage.Media == "" {
-		a.Storage.Media = "5Gi"
+		a.Storage.Media = def.Storage.Media
 	}
 	if a.DatastoreImages == (datastores.Images{}) {
 		a.DatastoreImages = datastores.DefaultImages

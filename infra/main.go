@@ -56,7 +56,7 @@ func deploy(ctx *pulumi.Context, probes cluster.Probes) (map[string]pulumi.Input
 // cloud declares the DigitalOcean and Cloudflare resources.
 func cloud(ctx *pulumi.Context, cfg *stacks.Config, out map[string]pulumi.Input) (*cluster.Cluster, error) {
 	c := cfg.Cluster
-	net, err := network.New(ctx, "network", &network.Args{
+	net, err := network.NewNetwork(ctx, "network", &network.NetworkArgs{
 		Stack:         cfg.Stack,
 		Region:        c.Region,
 		VPCCIDR:       c.VPCCIDR,
@@ -67,7 +67,7 @@ func cloud(ctx *pulumi.Context, cfg *stacks.Config, out map[string]pulumi.Input)
 	if err != nil {
 		return nil, err
 	}
-	cl, err := cluster.New(ctx, "cluster", &cluster.Args{
+	cl, err := cluster.NewCluster(ctx, "cluster", &cluster.ClusterArgs{
 		Stack:        cfg.Stack,
 		Domain:       cfg.Domain,
 		Region:       c.Region,
@@ -83,7 +83,7 @@ func cloud(ctx *pulumi.Context, cfg *stacks.Config, out map[string]pulumi.Input)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := dns.New(ctx, "dns", &dns.Args{
+	if _, err := dns.NewDNS(ctx, "dns", &dns.DNSArgs{
 		ZoneID: cfg.Cloudflare.ZoneID,
 		Domain: cfg.Domain,
 		IPs:    cl.PublicIPs(),
@@ -126,7 +126,7 @@ func upgradesLayer(ctx *pulumi.Context, cfg *stacks.Config, kube *cluster.Kube, 
 		// Versions are not secret, though the kubeconfig they come from is.
 		running = pulumi.Unsecret(kube.Kubeconfig.ApplyTWithContext(ctx.Context(), nodeVersions)).(pulumi.StringArrayOutput)
 	}
-	u, err := upgrades.New(ctx, "k3s-upgrades", &upgrades.Args{
+	u, err := upgrades.NewK3sUpgrades(ctx, "k3s-upgrades", &upgrades.K3sUpgradesArgs{
 		K3sVersion:        cfg.Cluster.K3sVersion,
 		Install:           cfg.Upgrades.Install,
 		ControllerVersion: cfg.Upgrades.ControllerVersion,

@@ -16,8 +16,8 @@ import (
 	"pressroom.dev/infra/network"
 )
 
-// Args configures the cloud cluster.
-type Args struct {
+// ClusterArgs configures the cloud cluster.
+type ClusterArgs struct {
 	Stack        string
 	Domain       string
 	Region       string
@@ -47,7 +47,7 @@ type Cluster struct {
 }
 
 // New declares the servers and computes the admin kubeconfig.
-func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOption) (*Cluster, error) {
+func NewCluster(ctx *pulumi.Context, name string, args *ClusterArgs, opts ...pulumi.ResourceOption) (*Cluster, error) {
 	if err := args.check(); err != nil {
 		return nil, err
 	}
@@ -239,7 +239,7 @@ func (c *Cluster) PublicIPs() []pulumi.StringInput {
 	return out
 }
 
-func (a *Args) check() error {
+func (a *ClusterArgs) check() error {
 	if a == nil {
 		return fmt.Errorf("cluster: args are required")
 	}

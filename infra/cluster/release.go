@@ -10,7 +10,7 @@ type Release struct {
 // K3sReleases pins the downloads of each K3s release the stacks may run.
 // A release missing here is still installed, but its binary is checked
 // only against the release's own sha256sum-amd64.txt and its install
-// script not at all (cluster.New warns). It is empty because checksums
+// script not at all (cluster.NewCluster warns). It is empty because checksums
 // must come from the downloads themselves, which this repository's build
 // machine cannot reach; they are never copied from anywhere else. The
 // commands that print an entry are in infra/OPERATIONS.md, "Pin a K3s

@@ -8,8 +8,8 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
-// Args configures the records.
-type Args struct {
+// DNSArgs configures the records.
+type DNSArgs struct {
 	ZoneID string
 	Domain string // apex
 	// IPs are the node addresses (first = reserved IP); one A record per
@@ -30,7 +30,7 @@ func Names(domain string) []string { return []string{domain, "www." + domain} }
 
 // New creates A records for the apex and www, DNS-only (not proxied) so
 // Let's Encrypt HTTP-01 reaches the origin.
-func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOption) (*DNS, error) {
+func NewDNS(ctx *pulumi.Context, name string, args *DNSArgs, opts ...pulumi.ResourceOption) (*DNS, error) {
 	if args == nil || args.ZoneID == "" || args.Domain == "" || len(args.IPs) == 0 {
 		return nil, fmt.Errorf("dns: ZoneID, Domain and at least one IP are required")
 	}

@@ -12,8 +12,8 @@ import (
 	"pressroom.dev/infra/naming"
 )
 
-// Args configures the network.
-type Args struct {
+// NetworkArgs configures the network.
+type NetworkArgs struct {
 	Stack         string
 	Region        string
 	VPCCIDR       string
@@ -72,7 +72,7 @@ func OutboundRules() []Rule {
 }
 
 // New declares the network.
-func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOption) (*Network, error) {
+func NewNetwork(ctx *pulumi.Context, name string, args *NetworkArgs, opts ...pulumi.ResourceOption) (*Network, error) {
 	if args == nil || args.Stack == "" || args.Region == "" || args.VPCCIDR == "" {
 		return nil, fmt.Errorf("network: Stack, Region and VPCCIDR are required")
 	}

@@ -49,8 +49,8 @@ func ReleaseManifests(version string) []string {
 	return []string{base + "crd.yaml", base + "system-upgrade-controller.yaml"}
 }
 
-// Args configures the upgrades.
-type Args struct {
+// K3sUpgradesArgs configures the upgrades.
+type K3sUpgradesArgs struct {
 	K3sVersion        string // the version every server is kept at, e.g. v1.36.4+k3s1
 	Install           bool   // false: the cluster already runs system-upgrade-controller
 	ControllerVersion string // pinned controller release, e.g. v0.16.1
@@ -70,7 +70,7 @@ type K3sUpgrades struct {
 }
 
 // New installs the controller (when asked) and the servers' Plan.
-func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOption) (*K3sUpgrades, error) {
+func NewK3sUpgrades(ctx *pulumi.Context, name string, args *K3sUpgradesArgs, opts ...pulumi.ResourceOption) (*K3sUpgrades, error) {
 	if args == nil {
 		return nil, fmt.Errorf("upgrades: args are required")
 	}
@@ -117,7 +117,7 @@ func New(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOp
 
 // checked is the Plan's version, resolved only once it passes CheckVersion
 // against the running nodes (when they are known).
-func checked(a Args) pulumi.StringInput {
+func checked(a K3sUpgradesArgs) pulumi.StringInput {
 	if a.RunningVersions == nil {
 		return pulumi.String(a.K3sVersion)
 	}

@@ -44,13 +44,13 @@ func (r *recorder) byType(typ string) []registered {
 	return out
 }
 
-func run(t *testing.T, args *Args) (*recorder, *K3sUpgrades) {
+func run(t *testing.T, args *K3sUpgradesArgs) (*recorder, *K3sUpgrades) {
 	t.Helper()
 	rec := &recorder{}
 	var c *K3sUpgrades
 	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
 		var err error
-		c, err = New(ctx, "k3s-upgrades", args)
+		c, err = NewK3sUpgrades(ctx, "k3s-upgrades", args)
 		return err
 	}, pulumi.WithMocks("pressroom", "staging", rec))
 	if err != nil {
@@ -60,7 +60,7 @@ func run(t *testing.T, args *Args) (*recorder, *K3sUpgrades) {
 }
 
 func TestPlanKeepsServersAtTheVersionOneAtATime(t *testing.T) {
-	rec, _ := run(t, &Args{K3sVersion: "v1.32.1+k3s1", Install: true, ControllerVersion: "v0.16.1"})
+	rec, _ := run(t, &K3sUpgradesArgs{K3sVersion: "v1.32.1+k3s1", Install: true, ControllerVersion: "v0.16.1"})
 
 	groups := rec.byType("kubernetes:yaml/v2:ConfigGroup")
 	if len(groups) != 1 {
@@ -126,7 +126,7 @@ func TestPlanKeepsServersAtTheVersionOneAtATime(t *testing.T) {
 }
 
 func TestExistingControllerGetsOnlyThePlan(t *testing.T) {
-	rec, _ := run(t, &Args{K3sVersion: "v1.31.4+k3s1", Install: false})
+	rec, _ := run(t, &K3sUpgradesArgs{K3sVersion: "v1.31.4+k3s1", Install: false})
 	if n := len(rec.byType("kubernetes:yaml/v2:ConfigGroup")); n != 0 {
 		t.Errorf("install off still applied the release (%d ConfigGroups)", n)
 	}
@@ -137,14 +137,14 @@ func TestExistingControllerGetsOnlyThePlan(t *testing.T) {
 
 func TestUnpinnedVersionsAreRefused(t *testing.T) {
 	for _, tc := range []struct {
-		args Args
+		args K3sUpgradesArgs
 		want string
 	}{
-		{Args{K3sVersion: "stable", Install: true, ControllerVersion: "v0.16.1"}, `K3s version "stable" must be a pinned release`},
-		{Args{K3sVersion: "v1.31.4+k3s1", Install: true, ControllerVersion: "latest"}, `system-upgrade-controller version "latest" must be pinned`},
+		{K3sUpgradesArgs{K3sVersion: "stable", Install: true, ControllerVersion: "v0.16.1"}, `K3s version "stable" must be a pinned release`},
+		{K3sUpgradesArgs{K3sVersion: "v1.31.4+k3s1", Install: true, ControllerVersion: "latest"}, `system-upgrade-controller version "latest" must be pinned`},
 	} {
 		err := pulumi.RunErr(func(ctx *pulumi.Context) error {
-			_, err := New(ctx, "k3s-upgrades", &tc.args)
+			_, err := NewK3sUpgrades(ctx, "k3s-upgrades", &tc.args)
 			return err
 		}, pulumi.WithMocks("pressroom", "staging", &recorder{}))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -186,7 +186,7 @@ func TestCheckVersion(t *testing.T) {
 
 func TestPlanWaitsForTheVersionCheck(t *testing.T) {
 	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
-		_, err := New(ctx, "k3s-upgrades", &Args{K3sVersion: "v1.31.4+k3s1", Install: false,
+		_, err := NewK3sUpgrades(ctx, "k3s-upgrades", &K3sUpgradesArgs{K3sVersion: "v1.31.4+k3s1", Install: false,
 			RunningVersions: pulumi.ToStringArray([]string{"v1.32.0+k3s1"})})
 		return err
 	}, pulumi.WithMocks("pressroom", "staging", &recorder{}))

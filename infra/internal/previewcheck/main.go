@@ -27,7 +27,7 @@ func main() {
 		if err != nil {
 			return err
 		}
-		_, err = upgrades.New(ctx, "k3s-upgrades", &upgrades.Args{
+		_, err = upgrades.NewK3sUpgrades(ctx, "k3s-upgrades", &upgrades.K3sUpgradesArgs{
 			K3sVersion:        stacks.DefaultK3sVersion,
 			Install:           true,
 			ControllerVersion: stacks.DefaultUpgradeControllerVersion,

@@ -18,7 +18,10 @@ import (
 var (
 	shBlockRe = regexp.MustCompile("(?s)```sh\n(.*?)```")
 	heredocRe = regexp.MustCompile(`(?s)<<YAML\n(.*?\n)YAML\n`)
-	assignRe  = regexp.MustCompile(`^[A-Z_]+=\S+( [A-Z_]+=\S+)*$`)
+	// A runbook's settings: WHEN=… DB=… (a comment may follow) and values
+	// read from the cluster, IMAGE=$(kubectl …); the check runs them so the
+	// Job is the one an operator's paste creates.
+	assignRe = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*=`)
 )
 
 // readmeJobs: the database and the media restore Jobs (infra/OPERATIONS.md).
@@ -43,6 +46,7 @@ func ReadmeJobsAdmitted(ctx context.Context, t *testing.T, c *localkube.Cluster,
 			continue
 		}
 		var script strings.Builder
+		script.WriteString("set -e\n") // a setting that cannot be read fails here, not as an empty field
 		for _, line := range strings.Split(block[1], "\n") {
 			if assignRe.MatchString(strings.TrimSpace(line)) {
 				script.WriteString(line + "\n")

@@ -6,7 +6,9 @@
 #   tools/pulumi.sh history -s STACK                numbered updates (for rollback --to)
 #   tools/pulumi.sh manifests -s STACK [--out DIR]  every Kubernetes object as YAML
 #       (DIR: new, empty, or a previous render's; default .artifacts/manifests/STACK)
-#   tools/pulumi.sh rollback  -s STACK --to N [--yes]
+#   tools/pulumi.sh images    -s STACK --to N       the image each service ran in update N
+#   tools/pulumi.sh rollback  -s STACK --to N [--yes] [--downgrade-cert-manager]
+#                             [--image SERVICE=REF ...]
 #
 # Project directory: the repo root, or $PRESSROOM_PROJECT_DIR (a directory with
 # a Pulumi.yaml, e.g. a throw-away project whose main: points at infra/).
@@ -46,13 +48,15 @@ fi
 
 pulumi_() { (cd "$project_dir" && pulumi "$@"); }
 
-# parse_common COMMAND OPTIONS ARGS...: sets stack, to, out, yes from ARGS.
-# OPTIONS lists the options COMMAND takes besides -s (any of: to out yes);
-# any other argument is an error.
+# parse_common COMMAND OPTIONS ARGS...: sets stack, to, out, yes, cm_down and
+# given (the --image values) from ARGS. OPTIONS lists the options COMMAND
+# takes besides -s (any of: to out yes downgrade-cert-manager image); any
+# other argument is an error.
 parse_common() {
   local cmd=$1 allowed=" $2 "
   shift 2
-  stack="" to="" out="" yes=""
+  stack="" to="" out="" yes="" cm_down=""
+  given=()
   takes() { [[ "$allowed" == *" $1 "* ]] || die "$cmd takes no --$1"; }
   # value OPTION WHAT VALUE...: OPTION must be followed by a value, not by
   # another option (`-s --to 3` names no stack).
@@ -66,6 +70,9 @@ parse_common() {
       --out) takes out; value --out "a directory" "${@:2}"; out="$2"; shift 2 ;;
       --out=*) takes out; out="${1#*=}"; [ -n "$out" ] || die "--out needs a directory"; shift ;;
       -y|--yes) takes yes; yes=--yes; shift ;;
+      --downgrade-cert-manager) takes downgrade-cert-manager; cm_down=1; shift ;;
+      --image) takes image; value --image "SERVICE=IMAGE@sha256:DIGEST" "${@:2}"; given+=("$2"); shift 2 ;;
+      --image=*) takes image; given+=("${1#*=}"); shift ;;
       *) die "unknown argument '$1'" ;;
     esac
   done
@@ -132,22 +139,25 @@ out_replace() {
   rmdir "$stage"
 }
 
+# jq helpers over config in the shape of `pulumi config --json`:
+# obj(k): the object at config key k; put(k; o) replaces it; setin(k; f; v)
+# sets its field f.
+# shellcheck disable=SC2016 # jq's $variables, not the shell's
+lib='def obj($k): .[$k] | if . == null then {} elif (.objectValue|type) == "object" then .objectValue
+       else ((.value // "") | (try fromjson catch {}) | if type == "object" then . else {} end) end;
+     def put($k; $o): .[$k] = {value: ($o|tojson), objectValue: $o, secret: (.[$k].secret // false)};
+     def setin($k; $f; $v): put($k; obj($k) | .[$f] = $v);
+     def isset($k; $f): obj($k) | has($f) and .[$f] != null;
+     def truthy: if type == "boolean" then . elif type == "string" then (. as $s | any(["1","t","T","TRUE","true","True"][]; . == $s)) else false end;'
+
 # render_config DIR: makes $cfg (the shape of `pulumi config --json`)
 # renderable: cluster.mode render into DIR, every image pinned (from the
 # stack's last deployment where the config pins none), and what render mode
 # cannot do switched off. Explains each change on stderr; fails before any
 # engine run when an image is nowhere to be found.
 render_config() {
-  local dir=$1 lib mode have svc outputs got
+  local dir=$1 mode have svc outputs got
   local -a missing=() still=()
-  # obj(k): the object at config key k; setin(k; f; v) sets its field f.
-  # shellcheck disable=SC2016 # jq's $variables, not the shell's
-  lib='def obj($k): .[$k] | if . == null then {} elif (.objectValue|type) == "object" then .objectValue
-         else ((.value // "") | (try fromjson catch {}) | if type == "object" then . else {} end) end;
-       def put($k; $o): .[$k] = {value: ($o|tojson), objectValue: $o, secret: (.[$k].secret // false)};
-       def setin($k; $f; $v): put($k; obj($k) | .[$f] = $v);
-       def isset($k; $f): obj($k) | has($f) and .[$f] != null;
-       def truthy: if type == "boolean" then . elif type == "string" then (. as $s | any(["1","t","T","TRUE","true","True"][]; . == $s)) else false end;'
 
   # The stack's own mode; stacks/load.go (build) defaults it to digitalocean.
   mode=$(jq -r "$lib"' obj("pressroom:cluster").mode // "digitalocean"' <<<"$cfg")
@@ -299,30 +309,184 @@ put_config() {
   [ "$part" = "{}" ] || "$run" config set-all -s "$st" --json "$part"
 }
 
-# rollback: Pulumi has no rollback command (state records what exists, not
-# what you asked for), so we re-deploy the inputs of an earlier update: its
-# config, which holds the image references, read from `pulumi stack history`.
-rollback() {
-  parse_common rollback "to yes" "$@"
-  # Decimal, no leading zeros: `--to 012` is not update 12 by accident.
-  [[ "$to" =~ ^[1-9][0-9]{0,8}$ ]] || die "--to must be an update number from 'tools/pulumi.sh history -s $stack', like 12 (got '${to}')"
-  setup
-  local hist entry cfg cur key k3s gen old
+# update_entry: the history entry of update $to (a succeeded update), with
+# its config's secrets in clear text.
+update_entry() {
+  local hist entry
   hist=$(history_json --show-secrets) || die "cannot read the history of stack '$stack'"
   entry=$(jq -c --argjson n "$to" 'map(select(.version == $n)) | first // empty' <<<"$hist")
   [ -n "$entry" ] || die "stack '$stack' has no update $to; its updates are: $(jq -r 'map(.version|tostring) | join(" ")' <<<"$hist")"
   [ "$(jq -r .kind <<<"$entry")" = update ] || die "update $to is a '$(jq -r .kind <<<"$entry")', not an 'update'; pick an update to roll back to"
   [ "$(jq -r .result <<<"$entry")" = succeeded ] || die "update $to did not succeed (result: $(jq -r .result <<<"$entry")); pick one that did"
+  echo "$entry"
+}
+
+# read_json FILE: a backend file, plain or compressed as the backend writes it.
+read_json() {
+  case "$1" in
+    *.gz) gzip -dc "$1" ;;
+    *.zst) command -v zstd >/dev/null || die "$1 is zstd-compressed: install zstd"; zstd -dqc "$1" ;;
+    *) cat "$1" ;;
+  esac
+}
+
+# update_state ENTRY: prints the state update $to left (its resources, the
+# stack's outputs among them), or nothing when the backend keeps no copy.
+# Pulumi Cloud exports any version. A file backend keeps a copy of the
+# checkpoint beside each history record, in
+# .pulumi/history/<project>/<stack>/<stack>-<nanoseconds>.history.json: the
+# Nth record by name is update N, as `pulumi stack history` lists them.
+# ENTRY (update $to's history entry) must agree with that record. Other
+# self-managed backends (S3, ...) are not read.
+update_state() {
+  local entry=$1 root project name dir start kind f ext
+  local -a files=()
+  case "${PULUMI_BACKEND_URL:-}" in
+    file://*)
+      root=${PULUMI_BACKEND_URL#file://}
+      root=${root%%\?*}
+      # shellcheck disable=SC2088 # a literal ~ in the URL: the backend reads it as $HOME
+      case "$root" in "~"|"~/"*) root="$HOME${root#\~}" ;; esac
+      name=${stack##*/}
+      case "$stack" in
+        */*/*) project=${stack#*/}; project=${project%%/*} ;;
+        *) project=$(sed -n 's/^name:[[:space:]]*//p' "$project_dir/Pulumi.yaml" | tr -d "\"'" | sed 's/[[:space:]]*$//' | head -n 1) ;;
+      esac
+      dir="$root/.pulumi/history/$project/$name"
+      [ -d "$dir" ] || dir="$root/.pulumi/history/$name" # the layout before projects
+      [ -d "$dir" ] || return 0
+      for f in "$dir/$name"-*.history.json "$dir/$name"-*.history.json.gz "$dir/$name"-*.history.json.zst; do
+        [ -f "$f" ] && files+=("$f")
+      done
+      [ ${#files[@]} -ge "$to" ] || return 0
+      f=$(printf '%s\n' "${files[@]}" | LC_ALL=C sort | sed -n "${to}p")
+      # The CLI prints the start in UTC with milliseconds; the record keeps Unix seconds.
+      start=$(jq -r '.startTime | sub("\\.[0-9]+Z$"; "Z") | fromdateiso8601' <<<"$entry") || return 0
+      kind=$(jq -r .kind <<<"$entry")
+      [ "$(read_json "$f" | jq -r '"\(.kind) \(.startTime)"')" = "$kind $start" ] || return 0
+      ext=${f##*.history.}
+      f="${f%.history.*}.checkpoint.$ext"
+      [ -f "$f" ] && read_json "$f"
+      return 0 ;;
+    https://*|http://*) pulumi_ stack export -s "$stack" --version "$to" 2>/dev/null || true ;;
+  esac
+}
+
+# recorded_images ENTRY: what update $to recorded in its `images` stack
+# output (infra/main.go: service -> reference by digest), as JSON:
+# {"kept": the backend kept that update's state, "images": the output, or
+# null when that state has no images output}.
+recorded_images() {
+  local got
+  got=$(update_state "$1" | jq -c '(.checkpoint.latest // .deployment // {}) | (.resources // [])
+    | (map(select(.type == "pulumi:pulumi:Stack")) | first // {} | .outputs // {}) as $o
+    | {kept: true, images: (if ($o | has("images") | not) or $o.images == null then null
+        elif ($o.images | type) == "object" and ($o.images | has("ciphertext") | not)
+        then $o.images | with_entries(select((.value|type) == "string" and .value != ""))
+        else {} end)}') || got=""
+  [ -n "$got" ] || got='{"kept":false,"images":null}'
+  echo "$got"
+}
+
+# images: the images update N deployed, one "service reference" per line.
+images() {
+  parse_common images "to" "$@"
+  [[ "$to" =~ ^[1-9][0-9]{0,8}$ ]] || die "--to must be an update number from 'tools/pulumi.sh history -s $stack', like 12 (got '${to}')"
+  setup
+  local entry rec
+  entry=$(update_entry)
+  rec=$(recorded_images "$entry")
+  [ "$(jq -r .kept <<<"$rec")" = true ] || die "the backend keeps no copy of update $to's state, so which images it deployed is not recorded (file backends and Pulumi Cloud keep one per update; ${PULUMI_BACKEND_URL:-this backend} does not, or it was removed)"
+  [ "$(jq -r '.images != null' <<<"$rec")" = true ] || die "update $to recorded no images output (its program exports none)"
+  jq -r '.images | to_entries[] | "\(.key) \(.value)"' <<<"$rec"
+}
+
+# rollback: Pulumi has no rollback command (state records what exists, not
+# what you asked for), so we re-deploy the inputs of an earlier update: its
+# config, read from `pulumi stack history`, with every service pinned to the
+# image that update deployed (a pin of its config, else the digest its
+# `images` output recorded), so a service it built is not rebuilt from
+# today's checkout.
+rollback() {
+  parse_common rollback "to yes downgrade-cert-manager image" "$@"
+  # Decimal, no leading zeros: `--to 012` is not update 12 by accident.
+  [[ "$to" =~ ^[1-9][0-9]{0,8}$ ]] || die "--to must be an update number from 'tools/pulumi.sh history -s $stack', like 12 (got '${to}')"
+  local g svc ref overrides="{}"
+  for g in "${given[@]}"; do
+    svc=${g%%=*} ref=${g#*=}
+    if [[ "$g" != *=* ]] || ! printf '%s\n' "${services[@]}" | grep -qxF "$svc"; then die "--image takes SERVICE=IMAGE@sha256:DIGEST with SERVICE one of ${services[*]} (got '$g')"; fi
+    [[ "$ref" =~ @sha256:[0-9a-f]{64}$ ]] || die "--image $svc: give the image by digest, like registry.example.com/pressroom/$svc@sha256:<64 hex> (got '$ref')"
+  done
+  setup
+  for g in "${given[@]}"; do
+    overrides=$(jq -c --arg s "${g%%=*}" --arg r "${g#*=}" '.[$s] = $r' <<<"$overrides")
+  done
+  local entry cfg cur outputs rec recorded pinned key k3s gen old cm_cur cm_old cm_default
+  local -a missing=() built=()
+  entry=$(update_entry)
   cfg=$(jq -c '.config' <<<"$entry")
   jq -e 'all(.[]; .value != "ERROR_UNABLE_TO_DECRYPT" and ((.secret | not) or .value != null))' <<<"$cfg" >/dev/null \
     || die "cannot decrypt the secrets of update $to (set PULUMI_CONFIG_PASSPHRASE or log in to its secrets provider)"
+
+  # Images: what update N ran. A service its config pinned ran that pin; one
+  # it built ran the digest its `images` output recorded.
+  rec=$(recorded_images "$entry")
+  recorded=$(jq -c '.images // {}' <<<"$rec")
+  pinned=$(jq -c "$lib"' obj("pressroom:images") | with_entries(select((.value|type) == "string" and .value != ""))' <<<"$cfg")
+  outputs=$(pulumi_ stack output -s "$stack" --json) || die "cannot read the outputs of stack '$stack'"
+  if [ "$(jq -r .images <<<"$rec")" = null ] && ! jq -e 'type == "object" and has("images")' <<<"$outputs" >/dev/null; then
+    # A program without an images output builds none: what its config pinned ran.
+    echo "pulumi.sh: stack '$stack' records no images (no 'images' output, in update $to or now): restoring update $to's config, with the images it pins" >&2
+    cfg=$(jq -c --argjson o "$overrides" "$lib"' reduce ($o | to_entries[]) as $e (.; setin("pressroom:images"; $e.key; $e.value))' <<<"$cfg")
+  else
+    for svc in "${services[@]}"; do
+      ref=$(jq -r --arg s "$svc" --argjson o "$overrides" --argjson p "$pinned" '$o[$s] // $p[$s] // .[$s] // ""' <<<"$recorded")
+      if [ -z "$ref" ]; then missing+=("$svc"); continue; fi
+      jq -e --arg s "$svc" 'has($s)' <<<"$pinned" >/dev/null || built+=("$svc")
+      cfg=$(jq -c --arg s "$svc" --arg r "$ref" "$lib"' setin("pressroom:images"; $s; $r)' <<<"$cfg")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+      {
+        echo "pulumi.sh: nothing was changed: update $to built ${missing[*]}, and which digest it deployed is not recorded:"
+        if [ "$(jq -r .kept <<<"$rec")" = true ]; then
+          echo "  its 'images' output has no entry for them."
+        else
+          echo "  the backend keeps no copy of update $to's state (file backends and Pulumi Cloud keep one per update; ${PULUMI_BACKEND_URL:-this backend} does not, or it was removed)."
+        fi
+        echo "Rolling back would build them from today's checkout instead. Either roll back to an update whose images are recorded (tools/pulumi.sh images -s $stack --to N lists them), or name each image by digest (from your registry):"
+        g=""
+        for svc in "${missing[@]}"; do g+=" --image $svc=registry.example.com/pressroom/$svc@sha256:<digest>"; done
+        echo "  tools/pulumi.sh rollback -s $stack --to $to$g"
+      } >&2
+      exit 1
+    fi
+    echo "pulumi.sh: images of update $to: $(jq -r "$lib"' obj("pressroom:images") | to_entries | map("\(.key)=\(.value)") | join(" ")' <<<"$cfg")" >&2
+  fi
+
+  # cert-manager's CRDs and webhooks do not support going back a version:
+  # keep the current chart (version, chart, images) unless asked.
+  cur=$(pulumi_ config -s "$stack" --json --show-secrets) || die "cannot read the config of stack '$stack'"
+  cm_default=$(sed -n 's/^[[:space:]]*DefaultCertManagerVersion[[:space:]]*=[[:space:]]*"\(v[^"]*\)".*/\1/p' "$repo/stacks/validate.go" | head -n 1)
+  cm_cur=$(jq -r --arg d "$cm_default" "$lib"' obj("pressroom:certManager").version // $d' <<<"$cur")
+  cm_old=$(jq -r --arg d "$cm_default" "$lib"' obj("pressroom:certManager").version // $d' <<<"$cfg")
+  if [ -n "$cm_cur" ] && [ -n "$cm_old" ] && [ "$cm_cur" != "$cm_old" ] \
+     && [ "$(printf '%s\n%s\n' "${cm_cur#v}" "${cm_old#v}" | sort -V | head -n 1)" = "${cm_old#v}" ]; then
+    if [ -n "$cm_down" ]; then
+      echo "pulumi.sh: downgrading cert-manager from $cm_cur to $cm_old, as asked (--downgrade-cert-manager)" >&2
+    else
+      cfg=$(jq -c --argjson cur "$cur" "$lib"' ($cur | obj("pressroom:certManager")) as $c
+        | reduce ("version", "chart", "images") as $f (.; if ($c | has($f)) then setin("pressroom:certManager"; $f; $c[$f])
+            else put("pressroom:certManager"; obj("pressroom:certManager") | del(.[$f])) end)' <<<"$cfg")
+      echo "pulumi.sh: kept cert-manager at $cm_cur (update $to had $cm_old; cert-manager does not support downgrades: add --downgrade-cert-manager to go back anyway)" >&2
+    fi
+  fi
+
   # K3s cannot go back a version: the servers keep the one they run now.
   k3s=$(pulumi_ config get -s "$stack" --path pressroom:cluster.k3sVersion 2>/dev/null || true)
   # Nor does the JWT key: an older generation deletes the signing key auth
   # uses now, and everyone signed in since the rotation would be signed out.
   gen=$(pulumi_ config get -s "$stack" --path pressroom:jwt.keyGeneration 2>/dev/null || true)
   # Keys added after update N are removed so the config is exactly N's.
-  cur=$(pulumi_ config -s "$stack" --json)
   while read -r key; do
     [ -n "$key" ] || continue
     pulumi_ config rm -s "$stack" "$key"
@@ -338,6 +502,9 @@ rollback() {
     pulumi_ config set -s "$stack" --path pressroom:jwt.keyGeneration "$gen"
     echo "pulumi.sh: kept jwt.keyGeneration at $gen (update $to had $old; going back would delete the current signing key)" >&2
   fi
+  if [ ${#built[@]} -gt 0 ]; then
+    echo "pulumi.sh: update $to built ${built[*]}; pressroom:images now pins the digests it deployed, so later updates deploy them too. To build from the checkout again, remove each pin: tools/pulumi.sh config rm -s $stack --path pressroom:images.<service>" >&2
+  fi
   echo "pulumi.sh: stack '$stack' config restored to update $to; deploying it" >&2
   pulumi_ up -s "$stack" ${yes} --message "rollback to update $to"
 }
@@ -346,8 +513,9 @@ main() {
   case "${1:-}" in
     manifests) shift; manifests "$@" ;;
     rollback) shift; rollback "$@" ;;
+    images) shift; images "$@" ;;
     history) shift; history "$@" ;;
-    ""|-h|--help) die "usage: tools/pulumi.sh <pulumi args> | history -s STACK | manifests -s STACK [--out DIR] | rollback -s STACK --to N [--yes]" ;;
+    ""|-h|--help) die "usage: tools/pulumi.sh <pulumi args> | history -s STACK | manifests -s STACK [--out DIR] | images -s STACK --to N | rollback -s STACK --to N [--yes] [--downgrade-cert-manager] [--image SERVICE=REF ...]" ;;
     *) setup; pulumi_ "$@" ;;
   esac
 }

@@ -71,6 +71,16 @@ func TestPulumiShRejectsBadArguments(t *testing.T) {
 		{[]string{"manifests", "-s", "prod", "--to", "3"}, "manifests takes no --to"},
 		{[]string{"manifests", "-s", "prod", "--yes"}, "manifests takes no --yes"},
 		{[]string{"rollback", "-s", "prod", "--to", "3", "--out", "x"}, "rollback takes no --out"},
+		{[]string{"images", "-s", "prod"}, "--to must be an update number"},
+		{[]string{"images", "-s", "prod", "--to", "3", "--yes"}, "images takes no --yes"},
+		{[]string{"images", "-s", "prod", "--to", "3", "--image", "web=x"}, "images takes no --image"},
+		{[]string{"history", "-s", "prod", "--downgrade-cert-manager"}, "history takes no --downgrade-cert-manager"},
+		{[]string{"manifests", "-s", "prod", "--image=web=x"}, "manifests takes no --image"},
+		// --image names a service and its image by digest.
+		{[]string{"rollback", "-s", "prod", "--to", "3", "--image"}, "--image needs SERVICE=IMAGE@sha256:DIGEST"},
+		{[]string{"rollback", "-s", "prod", "--to", "3", "--image", "web"}, "--image takes SERVICE=IMAGE@sha256:DIGEST with SERVICE one of auth article media notification web (got 'web')"},
+		{[]string{"rollback", "-s", "prod", "--to", "3", "--image", "blog=registry.example.com/pressroom/blog@sha256:" + strings.Repeat("a", 64)}, "SERVICE one of auth"},
+		{[]string{"rollback", "-s", "prod", "--to", "3", "--image=web=registry.example.com/pressroom/web:latest"}, "--image web: give the image by digest"},
 	} {
 		out, err := pulumiShQuick(t, t.TempDir(), tc.args...)
 		if err == nil || !strings.Contains(out, tc.want) {

@@ -3,6 +3,7 @@ package offline
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -40,4 +41,37 @@ func startCluster(ctx context.Context, t *testing.T) (*localkube.Cluster, []byte
 		t.Fatal(err)
 	}
 	return c, kubeconfig
+}
+
+// exampleStack is the infra program in a new project with the repository's
+// Pulumi.<stack>.yaml, as an operator starts from it, its stack created in
+// a local file backend and the given secrets set.
+func exampleStack(t *testing.T, d time.Duration, stack string, secrets map[string]string) (context.Context, *Project) {
+	t.Helper()
+	ctx, tools := engineTest(t, d)
+	repo, err := Repo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewProject(t.TempDir(), "pressroom", filepath.Join(repo, "infra"), tools, RaceBuild())
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := "Pulumi." + stack + ".yaml"
+	example, err := os.ReadFile(filepath.Join(repo, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(p.Dir, file), example, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := p.Run(ctx, "", "stack", "init", stack); err != nil {
+		t.Fatalf("stack init: %v\n%s", err, out)
+	}
+	for k, v := range secrets {
+		if err := p.SetSecret(ctx, stack, k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ctx, p
 }

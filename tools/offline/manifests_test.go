@@ -23,40 +23,19 @@ import (
 //     none, and holds the K3s upgrade Plan `up` deploys;
 //   - a failed render leaves the previous output as it was; a rerun replaces it.
 func TestManifestsDigitalOceanStack(t *testing.T) {
-	ctx, tools := engineTest(t, 30*time.Minute)
-	repo, err := Repo()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := NewProject(t.TempDir(), "pressroom", filepath.Join(repo, "infra"), tools, RaceBuild())
-	if err != nil {
-		t.Fatal(err)
-	}
 	const stack = "staging"
-	example, err := os.ReadFile(filepath.Join(repo, "Pulumi.staging.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(p.Dir, "Pulumi.staging.yaml"), example, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ctx, p := exampleStack(t, 30*time.Minute, stack, map[string]string{
+		"pressroom:googleClientSecret": "test-oauth-secret",
+		"pressroom:resendApiKey":       "re_test",
+		"digitalocean:token":           "dop_v1_test",
+		"cloudflare:apiToken":          "cf-test-token",
+	})
 	must := func(out string, err error) string {
 		t.Helper()
 		if err != nil {
 			t.Fatal(err)
 		}
 		return out
-	}
-	must(p.Run(ctx, "", "stack", "init", stack))
-	for k, v := range map[string]string{
-		"pressroom:googleClientSecret": "test-oauth-secret",
-		"pressroom:resendApiKey":       "re_test",
-		"digitalocean:token":           "dop_v1_test",
-		"cloudflare:apiToken":          "cf-test-token",
-	} {
-		if err := p.SetSecret(ctx, stack, k, v); err != nil {
-			t.Fatal(err)
-		}
 	}
 	// The controller's release is downloaded from GitHub when it is applied;
 	// this test is offline. The Plan is rendered either way.
@@ -83,7 +62,7 @@ func TestManifestsDigitalOceanStack(t *testing.T) {
 
 	// 1. Never deployed, nothing pinned: refused up front.
 	t0 := time.Now()
-	_, err = render()
+	_, err := render()
 	if err == nil {
 		t.Fatal("rendering a stack with no images and no deployment should fail")
 	}

@@ -26,23 +26,10 @@ import (
 //   - --image names digests by hand where none is recorded, and
 //     --downgrade-cert-manager takes cert-manager back too.
 func TestRollbackDeploysRecordedImages(t *testing.T) {
-	ctx, tools := engineTest(t, 30*time.Minute)
-	repo, err := Repo()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := NewProject(t.TempDir(), "pressroom", filepath.Join(repo, "infra"), tools, RaceBuild())
-	if err != nil {
-		t.Fatal(err)
-	}
 	const stack = "staging"
-	example, err := os.ReadFile(filepath.Join(repo, "Pulumi.staging.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(p.Dir, "Pulumi.staging.yaml"), example, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ctx, p := exampleStack(t, 30*time.Minute, stack, map[string]string{
+		"pressroom:googleClientSecret": "test-oauth-secret", "pressroom:resendApiKey": "re_test",
+	})
 	must := func(out string, err error) string {
 		t.Helper()
 		if err != nil {
@@ -53,12 +40,6 @@ func TestRollbackDeploysRecordedImages(t *testing.T) {
 	get := func(key string) string {
 		t.Helper()
 		return strings.TrimSpace(must(p.Run(ctx, "", "config", "get", "-s", stack, "--path", key)))
-	}
-	must(p.Run(ctx, "", "stack", "init", stack))
-	for k, v := range map[string]string{"pressroom:googleClientSecret": "test-oauth-secret", "pressroom:resendApiKey": "re_test"} {
-		if err := p.SetSecret(ctx, stack, k, v); err != nil {
-			t.Fatal(err)
-		}
 	}
 	render := filepath.Join(t.TempDir(), "render")
 	services := []string{"auth", "article", "media", "notification", "web"}
@@ -158,21 +139,29 @@ func TestRollbackDeploysRecordedImages(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	must(p.Script(ctx, "rollback", "-s", stack, "--to", "1", "--yes"))
-	for _, svc := range services {
-		if got := get("pressroom:images." + svc); got != ref(svc, "a") {
-			t.Fatalf("after the rollback images.%s = %s, want update 1's %s", svc, got, ref(svc, "a"))
+	// rolledBack: every service pinned to images of version, web deployed
+	// with it, cert-manager at certManager, the key generation kept.
+	rolledBack := func(how, version, certManager string) {
+		t.Helper()
+		for _, svc := range services {
+			if got := get("pressroom:images." + svc); got != ref(svc, version) {
+				t.Fatalf("after the rollback %s images.%s = %s, want %s", how, svc, got, ref(svc, version))
+			}
+		}
+		if web := deployedWeb(); !strings.Contains(web, ref("web", version)) {
+			t.Fatalf("after the rollback %s the deployed web Deployment does not run %s:\n%s", how, ref("web", version), web)
+		}
+		if got := get("pressroom:certManager.version"); got != certManager {
+			t.Fatalf("after the rollback %s certManager.version = %s, want %s", how, got, certManager)
+		}
+		if got := get("pressroom:jwt.keyGeneration"); got != "2" {
+			t.Fatalf("the rollback %s set jwt.keyGeneration to %s; it never goes back, want 2 kept", how, got)
 		}
 	}
-	if web := deployedWeb(); !strings.Contains(web, ref("web", "a")) {
-		t.Fatalf("the deployed web Deployment does not run update 1's image %s:\n%s", ref("web", "a"), web)
-	}
-	if got := get("pressroom:certManager.version"); got != "v1.21.2" {
-		t.Fatalf("the rollback set certManager.version to %s; cert-manager does not go back a version unless asked, want v1.21.2 kept", got)
-	}
-	if got := get("pressroom:jwt.keyGeneration"); got != "2" {
-		t.Fatalf("the rollback set jwt.keyGeneration to %s; it never goes back, want 2 kept", got)
-	}
+
+	must(p.Script(ctx, "rollback", "-s", stack, "--to", "1", "--yes"))
+	// cert-manager does not go back a version unless asked.
+	rolledBack("to update 1's record", "a", "v1.21.2")
 	if h := history(); len(h) != 3 || h[0].Kind != "update" || h[0].Message != "rollback to update 1" || h[0].Result != "succeeded" {
 		t.Fatalf("the rollback should be update 3, succeeded; history: %+v", h)
 	}
@@ -188,20 +177,7 @@ func TestRollbackDeploysRecordedImages(t *testing.T) {
 		args = append(args, "--image", svc+"="+ref(svc, "c"))
 	}
 	must(p.Script(ctx, args...))
-	for _, svc := range services {
-		if got := get("pressroom:images." + svc); got != ref(svc, "c") {
-			t.Fatalf("after the rollback with --image images.%s = %s, want %s", svc, got, ref(svc, "c"))
-		}
-	}
-	if web := deployedWeb(); !strings.Contains(web, ref("web", "c")) {
-		t.Fatalf("the deployed web Deployment does not run the image given with --image, %s:\n%s", ref("web", "c"), web)
-	}
-	if got := get("pressroom:certManager.version"); got != "v1.20.2" {
-		t.Fatalf("with --downgrade-cert-manager certManager.version = %s, want update 1's v1.20.2", got)
-	}
-	if got := get("pressroom:jwt.keyGeneration"); got != "2" {
-		t.Fatalf("the rollback set jwt.keyGeneration to %s; it never goes back, want 2 kept", got)
-	}
+	rolledBack("with --image and --downgrade-cert-manager", "c", "v1.20.2")
 }
 
 // historyFiles are the stack's history records in the project's file

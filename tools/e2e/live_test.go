@@ -38,7 +38,7 @@ func TestLivePlatform(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("the live node needs root (network namespaces, mounts, cgroups, iptables): run make test as root")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
+	ctx, cancel := liveContext(t, 60*time.Minute)
 	defer cancel()
 	repo, err := devlaunch.FindRepoRoot()
 	if err != nil {
@@ -150,6 +150,17 @@ func TestLivePlatform(t *testing.T) {
 			}
 		},
 	}.Run(ctx, t, c, p)
+}
+
+// liveContext bounds a live test by d, and by go test's -timeout less the
+// time its cleanup needs: a test stopped by -timeout panics without
+// running its Cleanup, which would leave the node's processes running.
+func liveContext(t *testing.T, d time.Duration) (context.Context, context.CancelFunc) {
+	deadline := time.Now().Add(d)
+	if end, ok := t.Deadline(); ok && end.Add(-3*time.Minute).Before(deadline) {
+		deadline = end.Add(-3 * time.Minute)
+	}
+	return context.WithDeadline(context.Background(), deadline)
 }
 
 // liveLog is where the node and stack tooling write (the test prints its

@@ -35,6 +35,9 @@ const (
 // Services are the five deployable services, the keys of Config.Images.
 var Services = []string{"auth", "article", "media", "notification", "web"}
 
+// Databases are the services with a database: database auth_db, role auth, …
+var Databases = []string{"auth", "article", "media", "notification"}
+
 // Config is the whole stack configuration.
 type Config struct {
 	Stack  string // Pulumi stack name

@@ -29,7 +29,7 @@ type settingDoc struct {
 var settingDocs = map[string]settingDoc{
 	"domain":  {what: "apex domain of the site; `www.<domain>` redirects to it", grouped: "site"},
 	"protect": {what: "`protect` the stateful and unregenerable resources (volume, droplets, reserved IP, CAs, join token, passwords, StatefulSets, the `media-data` and `backups` claims); see [infra/README.md](../infra/README.md#protected-resources)", deflt: "`true` for stacks named `prod`, `production`, `*-prod`, `*-production` (any case), else `false`", grouped: "site"},
-	"images":  {what: "`<service>: image@sha256:<digest>`: a prebuilt image per service (auth, article, media, notification, web); services without one are built and pushed. Used for pinning and rolling back one service", deflt: "none: every service is built", grouped: "images"},
+	"images":  {what: "`<service>: image@sha256:<digest>`: a prebuilt image per service (auth, article, media, notification, web); services without one are built and pushed. Used for pinning and rolling back one service; `make rollback` sets every service to the image the update it goes back to ran", deflt: "none: every service is built", grouped: "images"},
 
 	"googleClientSecret": {what: "the OIDC client secret (auth); stored in Secret `app-secrets`", grouped: "secrets"},
 	"resendApiKey":       {what: "Resend API key: notification sends e-mail; unset, it logs the e-mail instead", grouped: "secrets"},

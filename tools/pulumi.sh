@@ -372,6 +372,11 @@ update_state() {
   esac
 }
 
+# state_not_kept: why update $to's recorded images cannot be read.
+state_not_kept() {
+  echo "the backend keeps no copy of update $to's state (file backends and Pulumi Cloud keep one per update; ${PULUMI_BACKEND_URL:-this backend} does not, or it was removed)"
+}
+
 # recorded_images ENTRY: what update $to recorded in its `images` stack
 # output (infra/main.go: service -> reference by digest), as JSON:
 # {"kept": the backend kept that update's state, "images": the output, or
@@ -396,7 +401,7 @@ images() {
   local entry rec
   entry=$(update_entry)
   rec=$(recorded_images "$entry")
-  [ "$(jq -r .kept <<<"$rec")" = true ] || die "the backend keeps no copy of update $to's state, so which images it deployed is not recorded (file backends and Pulumi Cloud keep one per update; ${PULUMI_BACKEND_URL:-this backend} does not, or it was removed)"
+  [ "$(jq -r .kept <<<"$rec")" = true ] || die "$(state_not_kept), so which images it deployed is not recorded"
   [ "$(jq -r '.images != null' <<<"$rec")" = true ] || die "update $to recorded no images output (its program exports none)"
   jq -r '.images | to_entries[] | "\(.key) \(.value)"' <<<"$rec"
 }
@@ -416,11 +421,9 @@ rollback() {
     svc=${g%%=*} ref=${g#*=}
     if [[ "$g" != *=* ]] || ! printf '%s\n' "${services[@]}" | grep -qxF "$svc"; then die "--image takes SERVICE=IMAGE@sha256:DIGEST with SERVICE one of ${services[*]} (got '$g')"; fi
     [[ "$ref" =~ @sha256:[0-9a-f]{64}$ ]] || die "--image $svc: give the image by digest, like registry.example.com/pressroom/$svc@sha256:<64 hex> (got '$ref')"
+    overrides=$(jq -c --arg s "$svc" --arg r "$ref" '.[$s] = $r' <<<"$overrides")
   done
   setup
-  for g in "${given[@]}"; do
-    overrides=$(jq -c --arg s "${g%%=*}" --arg r "${g#*=}" '.[$s] = $r' <<<"$overrides")
-  done
   local entry cfg cur outputs rec recorded pinned key k3s gen old cm_cur cm_old cm_default
   local -a missing=() built=()
   entry=$(update_entry)
@@ -451,7 +454,7 @@ rollback() {
         if [ "$(jq -r .kept <<<"$rec")" = true ]; then
           echo "  its 'images' output has no entry for them."
         else
-          echo "  the backend keeps no copy of update $to's state (file backends and Pulumi Cloud keep one per update; ${PULUMI_BACKEND_URL:-this backend} does not, or it was removed)."
+          echo "  $(state_not_kept)."
         fi
         echo "Rolling back would build them from today's checkout instead. Either roll back to an update whose images are recorded (tools/pulumi.sh images -s $stack --to N lists them), or name each image by digest (from your registry):"
         g=""

@@ -204,8 +204,8 @@ echo "restored $db from $f"
 
 // ScriptFiles is the content of the backup-scripts ConfigMap.
 func ScriptFiles() map[string]string {
-	dbs := make([]string, 0, len(secrets.Databases))
-	for _, s := range secrets.Databases {
+	dbs := make([]string, 0, len(stacks.Databases))
+	for _, s := range stacks.Databases {
 		dbs = append(dbs, secrets.DatabaseName(s))
 	}
 	return map[string]string{

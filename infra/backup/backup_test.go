@@ -18,7 +18,7 @@ import (
 
 	"pressroom.dev/infra/datastores"
 	"pressroom.dev/infra/internal/pgtest"
-	"pressroom.dev/infra/secrets"
+	"pressroom.dev/stacks"
 )
 
 // mediaUID owns the media files, as the media service's image user does.
@@ -119,7 +119,7 @@ func startPostgres(t *testing.T) *pgtest.Server {
 	t.Helper()
 	pg := pgtest.Start(t)
 	env := []string{"POSTGRES_USER=postgres", "POSTGRES_PASSWORD=" + pg.Password}
-	for _, svc := range secrets.Databases {
+	for _, svc := range stacks.Databases {
 		env = append(env, strings.ToUpper(svc)+"_DB_PASSWORD=pw-"+svc)
 	}
 	if out, err := pg.Script(t, datastores.SetupScript(), env); err != nil {
@@ -161,7 +161,7 @@ func TestBackupVerifyRestoreAndRetention(t *testing.T) {
 	if len(dirs) != 1 {
 		t.Fatalf("backup directories %v, want one", dirs)
 	}
-	for _, svc := range secrets.Databases {
+	for _, svc := range stacks.Databases {
 		if _, err := os.Stat(filepath.Join(dirs[0], svc+"_db.dump")); err != nil {
 			t.Errorf("no dump of %s_db: %v", svc, err)
 		}
@@ -423,7 +423,7 @@ func TestBackupWaitsForTheServer(t *testing.T) {
 	opened := relayLater(t, port, pg.Port)
 	out, err := p.run(t, uid, "backup.sh", benv)
 	<-opened
-	if err != nil || strings.Count(out, "dumped ") != len(secrets.Databases) {
+	if err != nil || strings.Count(out, "dumped ") != len(stacks.Databases) {
 		t.Fatalf("backup.sh once the server answers: %v\n%s", err, out)
 	}
 
@@ -446,7 +446,6 @@ func TestBackupWaitsForTheServer(t *testing.T) {
 	}
 }
 
-// relay forwards every connection of l to addr.
 // closedPort is a loopback port nothing listens on (refused until
 // relayLater opens it).
 func closedPort(t *testing.T) string {
@@ -478,6 +477,7 @@ func relayLater(t *testing.T, port string, pgPort int) <-chan struct{} {
 	return opened
 }
 
+// relay forwards every connection of l to addr.
 func relay(l net.Listener, addr string) {
 	for {
 		c, err := l.Accept()

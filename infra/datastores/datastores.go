@@ -166,11 +166,11 @@ exec postgres -c listen_addresses='*' -c unix_socket_directories=/var/run/postgr
 `
 
 // SetupScript is setup.sh of the postgres-init ConfigMap.
-func SetupScript() string { return fmt.Sprintf(setupScript, strings.Join(secrets.Databases, " ")) }
+func SetupScript() string { return fmt.Sprintf(setupScript, strings.Join(stacks.Databases, " ")) }
 
 // StartScript is start.sh of the postgres-init ConfigMap, the container's
 // command (sh /scripts/start.sh); it runs setup.sh from its own directory.
-func StartScript() string { return fmt.Sprintf(startScript, strings.Join(secrets.Databases, " ")) }
+func StartScript() string { return fmt.Sprintf(startScript, strings.Join(stacks.Databases, " ")) }
 
 // ScriptsDir is where the postgres-init ConfigMap is mounted (read-only).
 const ScriptsDir = "/scripts"
@@ -410,7 +410,7 @@ func (b builder) postgres() error {
 		kube.Env("PGDATA", "/var/lib/postgresql/data/pgdata"),
 	}
 	reads := []app.SecretRef{{Secret: secrets.Datastores, Key: secrets.PostgresKey}}
-	for _, svc := range secrets.Databases {
+	for _, svc := range stacks.Databases {
 		env = append(env, kube.SecretEnv(strings.ToUpper(svc)+"_DB_PASSWORD", secrets.Datastores, secrets.PasswordKey(svc)))
 		reads = append(reads, app.SecretRef{Secret: secrets.Datastores, Key: secrets.PasswordKey(svc)})
 	}

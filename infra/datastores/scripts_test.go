@@ -15,6 +15,7 @@ import (
 
 	"pressroom.dev/infra/internal/pgtest"
 	"pressroom.dev/infra/secrets"
+	"pressroom.dev/stacks"
 )
 
 // setup.sh of the postgres-init ConfigMap, run for real against a running
@@ -25,7 +26,7 @@ func TestPostgresSetupScriptCreatesIsolatedDatabases(t *testing.T) {
 	pg := pgtest.Start(t)
 	env := []string{"POSTGRES_USER=postgres", "POSTGRES_PASSWORD=" + pg.Password}
 	pw := map[string]string{}
-	for _, svc := range secrets.Databases {
+	for _, svc := range stacks.Databases {
 		pw[svc] = "pw-" + svc + "-0123456789"
 		env = append(env, strings.ToUpper(svc)+"_DB_PASSWORD="+pw[svc])
 	}
@@ -34,7 +35,7 @@ func TestPostgresSetupScriptCreatesIsolatedDatabases(t *testing.T) {
 			t.Fatalf("setup script run %d: %v\n%s", run, err, out)
 		}
 	}
-	for _, svc := range secrets.Databases {
+	for _, svc := range stacks.Databases {
 		db := secrets.DatabaseName(svc)
 		owner, err := pg.Psql(svc, pw[svc], db, "SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()")
 		if err != nil || owner != svc {
@@ -46,7 +47,7 @@ func TestPostgresSetupScriptCreatesIsolatedDatabases(t *testing.T) {
 		if _, err := pg.Psql(svc, "wrong", db, "SELECT 1"); err == nil {
 			t.Errorf("%s logged in with a wrong password", svc)
 		}
-		for _, other := range secrets.Databases {
+		for _, other := range stacks.Databases {
 			if other == svc {
 				continue
 			}
@@ -230,7 +231,7 @@ func (r *startRig) logLines(name string) []string {
 
 func passwords(generation string) map[string]string {
 	pw := map[string]string{}
-	for _, svc := range secrets.Databases {
+	for _, svc := range stacks.Databases {
 		pw[svc] = fmt.Sprintf("%s-%s-Zq8xV2", svc, generation)
 	}
 	return pw
@@ -263,13 +264,13 @@ func TestPostgresStartScriptKeepsPasswordsInStepWithTheSecret(t *testing.T) {
 	}
 	check := func(pw map[string]string, superuser string) {
 		t.Helper()
-		for _, svc := range secrets.Databases {
+		for _, svc := range stacks.Databases {
 			db := secrets.DatabaseName(svc)
 			owner, err := r.psql(svc, pw[svc], db, "SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()")
 			if err != nil || owner != svc {
 				t.Errorf("%s with its password on %s: owner %q, err %v", svc, db, owner, err)
 			}
-			for _, other := range secrets.Databases {
+			for _, other := range stacks.Databases {
 				if other != svc {
 					if _, err := r.psql(svc, pw[svc], secrets.DatabaseName(other), "SELECT 1"); err == nil {
 						t.Errorf("role %s can open %s", svc, secrets.DatabaseName(other))
@@ -301,7 +302,7 @@ func TestPostgresStartScriptKeepsPasswordsInStepWithTheSecret(t *testing.T) {
 		t.Errorf("initdb ran %d times; an initialised data directory must be kept", len(got))
 	}
 	check(second, "super-two-9p1")
-	for _, svc := range secrets.Databases {
+	for _, svc := range stacks.Databases {
 		if _, err := r.psql(svc, first[svc], secrets.DatabaseName(svc), "SELECT 1"); err == nil {
 			t.Errorf("%s still logs in with its old password", svc)
 		}
@@ -314,8 +315,8 @@ func TestPostgresStartScriptKeepsPasswordsInStepWithTheSecret(t *testing.T) {
 	}
 	// Each setup ran on a server with no TCP address, on a socket under TMPDIR.
 	setups := r.logLines("setup-server")
-	if len(setups) != 2*(1+len(secrets.Databases)) {
-		t.Errorf("setup.sh ran psql %d times over two starts, want %d: %q", len(setups), 2*(1+len(secrets.Databases)), setups)
+	if len(setups) != 2*(1+len(stacks.Databases)) {
+		t.Errorf("setup.sh ran psql %d times over two starts, want %d: %q", len(setups), 2*(1+len(stacks.Databases)), setups)
 	}
 	for _, s := range setups {
 		host, listen, _ := strings.Cut(s, " ")

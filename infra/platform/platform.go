@@ -170,7 +170,7 @@ func (a *PlatformArgs) Validate() error {
 		p = append(p, fmt.Sprintf("cpu target %d%% must be 1-100", a.CPUTarget))
 	}
 	for svc, ref := range a.Images {
-		if _, ok := Ports[svc]; !ok {
+		if !slices.Contains(stacks.Services, svc) {
 			p = append(p, fmt.Sprintf("images.%s: no such service (have %s)", svc, strings.Join(stacks.Services, ", ")))
 		} else if ref != "" {
 			if err := images.ValidateRef(svc, ref); err != nil {

@@ -392,7 +392,7 @@ func TestDatabaseURLsLiveOnlyInSecrets(t *testing.T) {
 		b, _ := base64.StdEncoding.DecodeString(v.(string))
 		pw[k] = string(b)
 	}
-	for _, svc := range secrets.Databases {
+	for _, svc := range stacks.Databases {
 		s := g.one(t, "Secret", svc+"-database")
 		raw, _ := base64.StdEncoding.DecodeString(get(s.In, "data", "DATABASE_URL").(string))
 		want := fmt.Sprintf("postgres://%s:%s@postgres:5432/%s_db?sslmode=disable", svc, pw[svc+"-db-password"], svc)

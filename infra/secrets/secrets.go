@@ -22,6 +22,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"pressroom.dev/infra/kube"
+	"pressroom.dev/stacks"
 )
 
 // Secret names and keys (the workloads' contract).
@@ -37,9 +38,6 @@ const (
 	ResendKey       = "RESEND_API_KEY"
 	DatabaseURLKey  = "DATABASE_URL"
 )
-
-// Databases are the services with a database: database auth_db, role auth, …
-var Databases = []string{"auth", "article", "media", "notification"}
 
 // DatabaseName is the database of a service.
 func DatabaseName(svc string) string { return svc + "_db" }
@@ -162,7 +160,7 @@ func NewSecrets(ctx *pulumi.Context, name string, args *SecretsArgs, opts ...pul
 	sum(Datastores, PostgresKey, pg)
 	sum(Datastores, RedisKey, redis)
 	dbPasswords := map[string]pulumi.StringOutput{}
-	for _, svc := range Databases {
+	for _, svc := range stacks.Databases {
 		p, err := password("db-" + svc)
 		if err != nil {
 			return nil, err
@@ -177,7 +175,7 @@ func NewSecrets(ctx *pulumi.Context, name string, args *SecretsArgs, opts ...pul
 	}
 	s.Resources = append(s.Resources, creds)
 
-	for _, svc := range Databases {
+	for _, svc := range stacks.Databases {
 		u := dbPasswords[svc].ApplyT(func(pw string) string {
 			return (&url.URL{
 				Scheme: "postgres", User: url.UserPassword(svc, pw), Host: host + ":5432",
